@@ -1,0 +1,167 @@
+"""Typed task configuration: YAML task files -> validated, frozen dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A task file or an override is invalid; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Optimizer settings; a fresh optimizer is built at the start of every level."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {"name": ("adam", "sgd")}
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """How each round selects weights to remove.
+
+    ``scope`` is ``layerwise`` (each layer loses ``rates[role]`` of its remaining weights, the
+    role being the one the model gives the layer) or ``global`` (one ranking over all prunable
+    weights, removing ``rates["all"]`` of the remaining total).
+    """
+
+    scope: str = "layerwise"
+    rates: dict[str, float] = field(default_factory=lambda: {"hidden": 0.2, "output": 0.1})
+
+    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {"scope": ("layerwise", "global")}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One benchmark task: data, model, training protocol and pruning schedule."""
+
+    name: str
+    description: str
+    dataset: str
+    model: str
+    normalize: str = "meanstd"
+    val_size: int = 5000
+    batch_size: int = 60
+    max_steps: int = 50_000
+    eval_every: int = 100
+    rewind_step: int = 0
+    levels: int = 17
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+
+    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
+        "dataset": ("mnist",),
+        "normalize": ("meanstd", "none"),
+    }
+
+    def fingerprint(self) -> str:
+        """Short hash of everything that changes what a level trains (not seed, arm or levels)."""
+        training = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("levels", "description")}
+        text = json.dumps(training, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _check_choice(cls: type, key: str, value: Any, where: str) -> None:
+    choices = getattr(cls, "CHOICES", {}).get(key)
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: {key}={value!r} is not valid; choose one of {', '.join(choices)}")
+
+
+def _coerce(kind: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against the annotated type ``kind`` (int, float, str, dict[str, float])."""
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_mapping(kind, value, where)
+    if typing.get_origin(kind) is dict:
+        if not isinstance(value, dict) or not value:
+            raise ConfigError(f"{where}: expected a non-empty mapping of name: number, got {value!r}")
+        return {str(k): _coerce(float, v, f"{where}.{k}") for k, v in value.items()}
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+
+
+def from_mapping(cls: type, mapping: dict[str, Any], where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(fields)}")
+    values = {}
+    for name, value in mapping.items():
+        values[name] = _coerce(hints[name], value, f"{where}.{name}")
+        _check_choice(cls, name, values[name], where)
+    try:
+        return cls(**values)
+    except TypeError as err:  # a required key is missing
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def task_names() -> list[str]:
+    """Names of the packaged benchmark tasks."""
+    files = resources.files("ticketbench.tasks").iterdir()
+    return sorted(p.name[: -len(".yaml")] for p in files if p.name.endswith(".yaml"))
+
+
+def load_task(name_or_path: str) -> TaskConfig:
+    """Load a packaged task by name, or a task YAML file by path, and validate it."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        text, where = path.read_text(), str(path)
+    elif name_or_path in task_names():
+        text = resources.files("ticketbench.tasks").joinpath(f"{name_or_path}.yaml").read_text()
+        where = f"task {name_or_path}"
+    else:
+        raise ConfigError(f"unknown task {name_or_path!r}; valid tasks: {', '.join(task_names())}")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level")
+    task = from_mapping(TaskConfig, data, where)
+    validate(task, where)
+    return task
+
+
+def validate(task: TaskConfig, where: str = "config") -> None:
+    """Range checks that types alone cannot express."""
+    positive = {"batch_size": task.batch_size, "max_steps": task.max_steps,
+                "eval_every": task.eval_every, "levels": task.levels, "val_size": task.val_size}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{where}: {key} must be >= 1, got {value}")
+    if not 0 <= task.rewind_step < task.max_steps:
+        raise ConfigError(f"{where}: rewind_step must be in [0, max_steps), got {task.rewind_step}")
+    for role, rate in task.pruning.rates.items():
+        if not 0.0 <= rate < 1.0:
+            raise ConfigError(f"{where}: pruning.rates.{role} must be in [0, 1), got {rate}")
+    if task.pruning.scope == "global" and set(task.pruning.rates) != {"all"}:
+        raise ConfigError(f"{where}: global pruning takes one rate named 'all', got {sorted(task.pruning.rates)}")
+    if task.optimizer.lr <= 0:
+        raise ConfigError(f"{where}: optimizer.lr must be > 0, got {task.optimizer.lr}")
+
+
+def override(task: TaskConfig, **changes: Any) -> TaskConfig:
+    """Return ``task`` with top-level fields replaced (``None`` values are ignored) and re-validated."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    updated = dataclasses.replace(task, **changes)
+    validate(updated, "command line")
+    return updated

@@ -1,0 +1,100 @@
+"""Where dataset arrays come from: a data directory, the user cache, or a hash-pinned download.
+
+Resolution order: ``data_dir`` (``--data-dir`` or ``TICKETBENCH_DATA``) -> the user cache
+directory -> download of the official files into the cache, converted once to ``<name>.npz``
+with the keys ``x_train, y_train, x_test, y_test`` (uint8).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pooch
+
+from ticketbench.atomic import atomic_write
+from ticketbench.data.idx import read_idx
+
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+class DataError(RuntimeError):
+    """The dataset cannot be found, downloaded or read; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Official files of one dataset: a base URL and, per array key, (file name, md5)."""
+
+    base_url: str
+    files: dict[str, tuple[str, str]]
+
+
+MNIST = Source(
+    base_url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+    files={
+        "x_train": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        "y_train": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+        "x_test": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+        "y_test": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+    },
+)
+SOURCES = {"mnist": MNIST}
+
+
+def cache_dir() -> Path:
+    """The user cache directory for converted datasets."""
+    return Path(pooch.os_cache("ticketbench"))
+
+
+def candidate_dirs(data_dir: str | Path | None) -> list[Path]:
+    """Directories searched for ``<name>.npz``, in order."""
+    chosen = data_dir or os.environ.get("TICKETBENCH_DATA")
+    return ([Path(chosen)] if chosen else []) + [cache_dir()]
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as archive:
+            missing = [k for k in KEYS if k not in archive]
+            if missing:
+                raise DataError(f"{path}: missing arrays {missing}; expected keys {', '.join(KEYS)}")
+            return {k: archive[k] for k in KEYS}
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: unreadable ({err}); delete it to download again") from None
+
+
+def download(name: str, dest: Path, source: Source | None = None) -> Path:
+    """Fetch the official files of ``name`` (md5-checked by pooch), parse them, write ``dest/<name>.npz``."""
+    source = source or SOURCES[name]
+    raw_dir = dest / f"{name}-raw"
+    arrays = {}
+    for key, (fname, md5) in source.files.items():
+        try:
+            path = pooch.retrieve(source.base_url + fname, known_hash=f"md5:{md5}", fname=fname,
+                                  path=raw_dir, progressbar=False)
+        except ValueError as err:  # pooch raises ValueError on a hash mismatch
+            raise DataError(f"download of {fname} failed its hash check: {err}") from None
+        except Exception as err:  # noqa: BLE001 - any network failure gets the same advice
+            raise DataError(
+                f"cannot download {source.base_url + fname} ({type(err).__name__}); put {name}.npz in a "
+                f"directory and point TICKETBENCH_DATA (or --data-dir) at it"
+            ) from None
+        arrays[key] = read_idx(Path(path)).astype(np.uint8)
+    out = dest / f"{name}.npz"
+    atomic_write(out, lambda f: np.savez(f, **arrays))
+    return out
+
+
+def load_arrays(name: str, data_dir: str | Path | None = None, source: Source | None = None) -> dict[str, np.ndarray]:
+    """Return the uint8 arrays of dataset ``name``, downloading into the cache when absent."""
+    if name not in SOURCES:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(SOURCES)}")
+    dirs = candidate_dirs(data_dir)
+    for directory in dirs:
+        path = directory / f"{name}.npz"
+        if path.is_file():
+            return _read_npz(path)
+    return _read_npz(download(name, dirs[-1] if data_dir is None else Path(data_dir), source))

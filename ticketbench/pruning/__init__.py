@@ -1,0 +1,1 @@
+"""Masks, magnitude scoring and exact-count selection (layer-wise or global)."""

@@ -1,0 +1,115 @@
+"""Run directories: metadata, one JSON record per level, bit-packed masks, the rewind point.
+
+Layout of ``<out>/<task>/<arm>-seed<S>-<fingerprint>/``::
+
+    meta.json                task, arm, seed, resolved config, code and library versions
+    levels/level_NN.json     one record per finished level (written last: it marks the level done)
+    masks/level_NN.npz       the mask level NN trained with (IMP also writes the next level's ahead)
+    rewind.pt                θ_k, the weights and buffers at the rewind step (IMP arm; not evidence)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ticketbench.atomic import atomic_write, write_json
+from ticketbench.config import TaskConfig
+from ticketbench.pruning.masks import Masks, load_masks, save_masks
+
+CONTROLS = {"none": "imp", "reinit": "reinit", "random-prune": "random-prune"}
+
+
+class RunError(RuntimeError):
+    """A run cannot proceed (e.g. a control whose winning-ticket masks do not exist yet)."""
+
+
+def code_version() -> dict[str, Any]:
+    """Package version and, when installed from a git checkout, its commit and dirty flag."""
+    from ticketbench import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    info: dict[str, Any] = {"ticketbench": __version__, "torch": torch.__version__}
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        info.update(git_commit=commit, git_dirty=bool(dirty))
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return info
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: store them as null."""
+    return None if value is None or not math.isfinite(value) else value
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One arm of one task and seed under one configuration."""
+
+    path: Path
+
+    @classmethod
+    def for_run(cls, out: Path, task: TaskConfig, seed: int, control: str) -> RunDir:
+        return cls(Path(out) / task.name / f"{CONTROLS[control]}-seed{seed}-{task.fingerprint()}")
+
+    def level_path(self, level: int) -> Path:
+        return self.path / "levels" / f"level_{level:02d}.json"
+
+    def mask_path(self, level: int) -> Path:
+        return self.path / "masks" / f"level_{level:02d}.npz"
+
+    @property
+    def rewind_path(self) -> Path:
+        return self.path / "rewind.pt"
+
+    def has_level(self, level: int) -> bool:
+        return self.level_path(level).is_file()
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted((self.path / "levels").glob("level_*.json"))]
+
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.path / "meta.json").read_text())
+
+    def start(self, task: TaskConfig, seed: int, control: str) -> None:
+        """Write meta.json for a new run, or check that an existing run used the same config."""
+        config = {k: v for k, v in dataclasses.asdict(task).items() if k != "levels"}
+        meta_path = self.path / "meta.json"
+        if meta_path.is_file():
+            if self.meta()["config"] != json.loads(json.dumps(config)):
+                raise RunError(f"{self.path} holds a run with a different configuration; choose another --out")
+            return
+        write_json(meta_path, {
+            "task": task.name, "arm": CONTROLS[control], "control": control, "seed": seed,
+            "fingerprint": task.fingerprint(), "config": config, "code": code_version(),
+            "command": sys.argv, "device": "cuda" if torch.cuda.is_available() else "cpu",
+        })
+
+    def save_masks(self, level: int, masks: Masks) -> None:
+        save_masks(self.mask_path(level), masks)
+
+    def load_masks(self, level: int) -> Masks:
+        return load_masks(self.mask_path(level))
+
+    def save_rewind(self, state: dict[str, torch.Tensor]) -> None:
+        atomic_write(self.rewind_path, lambda f: torch.save({k: v.cpu() for k, v in state.items()}, f))
+
+    def load_rewind(self) -> dict[str, torch.Tensor]:
+        if not self.rewind_path.is_file():
+            raise RunError(f"{self.rewind_path} is missing: the rewind point of this run is lost; start a new --out")
+        return torch.load(self.rewind_path, weights_only=True)
+
+    def save_record(self, record: dict[str, Any]) -> None:
+        write_json(self.level_path(record["level"]), record)

@@ -1,0 +1,1 @@
+"""Benchmark task definitions, one YAML file per task (package data)."""

@@ -1,0 +1,104 @@
+"""The iterative magnitude pruning (IMP) level loop and its controls.
+
+Level 0 trains the dense network from θ0 and captures θ_k at the rewind step k. Every later
+level L prunes the previous level's *final* weights by magnitude (one round of the task's
+schedule), rewinds the kept weights to θ_k, and trains again from step k with a fresh
+optimizer. What is rewound: every parameter and buffer (θ_k); the optimizer state is not
+(each level starts a fresh optimizer, as in Frankle & Carbin and open_lth).
+
+Controls reuse the winning-ticket (IMP) run of the same task, seed and configuration, level by
+level, and start at level 1 (their level 0 would be the dense network again):
+
+- ``reinit``: the IMP mask of level L on a fresh initialisation drawn from another seed stream;
+- ``random-prune``: a uniformly random mask with the IMP mask's per-layer counts, on θ_k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ticketbench.config import TaskConfig
+from ticketbench.data import BatchStream, load_arrays, make_split
+from ticketbench.models import build_model, prunable
+from ticketbench.pruning.masks import Masks, apply_masks, full_masks, layer_remaining_percent, remaining_percent
+from ticketbench.pruning.schedule import next_masks
+from ticketbench.pruning.select import random_masks
+from ticketbench.runs import CONTROLS, RunDir, RunError, finite_or_none
+from ticketbench.seeding import derive_seed, generator
+from ticketbench.training.level import LevelResult, default_device, train_level
+
+
+def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: RunDir,
+                   imp: RunDir) -> tuple[nn.Module, Masks, int]:
+    """Model (at its rewind point, masked), masks and start step of ``level`` of one arm."""
+    if control == "reinit":
+        model = build_model(task.model, derive_seed(seed, "reinit"))
+    else:
+        model = build_model(task.model, seed)
+        if level > 0:
+            model.load_state_dict(imp.load_rewind())
+    if control == "none":
+        masks = full_masks(model, list(prunable(model))) if level == 0 else run.load_masks(level)
+    else:
+        if not imp.mask_path(level).is_file():
+            raise RunError(f"level {level} of the {control} control needs the winning-ticket mask "
+                           f"{imp.mask_path(level)}; run the same command with --control none first")
+        masks = imp.load_masks(level)
+        if control == "random-prune":
+            counts = {n: int(m.sum()) for n, m in masks.items()}
+            masks = random_masks(masks, counts, generator(seed, "random-prune", level))
+    apply_masks(model, masks)
+    return model, masks, (0 if level == 0 else task.rewind_step)
+
+
+def record(task: TaskConfig, seed: int, control: str, level: int, masks: Masks, result: LevelResult) -> dict:
+    """The per-level record (stable schema; accuracies are fractions in [0, 1])."""
+    return {
+        "task": task.name, "seed": seed, "arm": CONTROLS[control], "level": level,
+        "weights_remaining_percent": remaining_percent(masks),
+        "layer_remaining_percent": layer_remaining_percent(masks),
+        "early_stop_step": result.early_stop_step,
+        "val_loss_at_early_stop": finite_or_none(result.val_loss_at_early_stop),
+        "val_acc_at_early_stop": finite_or_none(result.val_acc_at_early_stop),
+        "test_acc_at_early_stop": finite_or_none(result.test_acc_at_early_stop),
+        "test_acc_final": finite_or_none(result.test_acc_final),
+        "train_acc_final": finite_or_none(result.train_acc_final),
+        "start_step": result.start_step, "steps": result.steps,
+        "seconds": round(result.seconds, 2), "diverged": result.diverged,
+    }
+
+
+def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path("runs"),
+            data_dir: str | None = None, progress: bool = False,
+            echo: Callable[[str], None] = print) -> RunDir:
+    """Train every level of one arm that is not finished yet; return its run directory."""
+    if control not in CONTROLS:
+        raise RunError(f"unknown control {control!r}; valid: {', '.join(CONTROLS)}")
+    run, imp = RunDir.for_run(out, task, seed, control), RunDir.for_run(out, task, seed, "none")
+    todo = [lvl for lvl in range(0 if control == "none" else 1, task.levels) if not run.has_level(lvl)]
+    run.start(task, seed, control)
+    if not todo:
+        echo(f"{run.path}: all {task.levels} levels already finished")
+        return run
+    device = default_device()
+    split = make_split(load_arrays(task.dataset, data_dir), task.dataset, task.normalize, task.val_size, seed, device)
+    stream = BatchStream(len(split.y_train), task.batch_size, seed)
+    for level in todo:
+        model, masks, start = starting_point(task, seed, control, level, run, imp)
+        run.save_masks(level, masks)
+        capture = control == "none" and level == 0
+        result = train_level(task, model.to(device), masks, split, stream, start, capture, progress)
+        if capture:
+            run.save_rewind(result.rewind_state)
+        if control == "none":
+            run.save_masks(level + 1, next_masks(model, masks, prunable(model), task.pruning))
+        rec = record(task, seed, control, level, masks, result)
+        run.save_record(rec)
+        echo(f"[{rec['arm']} seed {seed}] level {level:2d}  P_m {rec['weights_remaining_percent']:6.2f}%  "
+             f"early stop {rec['early_stop_step']}  test acc there {100 * (rec['test_acc_at_early_stop'] or 0):.2f}%  "
+             f"(final {100 * (rec['test_acc_final'] or 0):.2f}%)  {rec['seconds']:.0f} s")
+    return run

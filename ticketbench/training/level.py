@@ -1,0 +1,81 @@
+"""Train one level: one ``Trainer.fit`` with a fresh optimizer, then the test set at the
+early-stop weights and at the final weights."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch import nn
+
+from ticketbench.config import TaskConfig
+from ticketbench.data.tensors import BatchStream, DeviceSplit
+from ticketbench.pruning.masks import Masks
+from ticketbench.training.callback import PruneRewind, State
+from ticketbench.training.module import Blocks, Classifier, accuracy
+
+logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+@dataclass
+class LevelResult:
+    """What one level measured (accuracies are fractions in [0, 1])."""
+
+    early_stop_step: int | None
+    val_loss_at_early_stop: float
+    val_acc_at_early_stop: float
+    test_acc_at_early_stop: float
+    test_acc_final: float
+    train_acc_final: float
+    start_step: int
+    steps: int
+    seconds: float
+    diverged: bool
+    rewind_state: State | None
+
+
+def _test_accuracy(trainer: L.Trainer, module: Classifier) -> float:
+    return float(trainer.test(module, verbose=False)[0]["test/acc"])
+
+
+def train_level(task: TaskConfig, model: nn.Module, masks: Masks, split: DeviceSplit, stream: BatchStream,
+                start_step: int, capture_rewind: bool, progress: bool = False) -> LevelResult:
+    """Train ``model`` (already at its rewind point) under ``masks`` from ``start_step`` to the end.
+
+    On return ``model`` holds its final weights (the ones the next pruning round reads).
+    """
+    began = time.perf_counter()
+    cadence = list(range(task.eval_every, task.max_steps, task.eval_every))
+    blocks = Blocks(stream, start_step, task.max_steps, cadence + [task.rewind_step])
+    module = Classifier(model, split, blocks, task.optimizer)
+    callback = PruneRewind(masks, task.eval_every, task.rewind_step if capture_rewind else None)
+    trainer = L.Trainer(
+        accelerator=split.device.type, devices=1, max_epochs=1, val_check_interval=1,
+        check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=progress, callbacks=[callback],
+    )
+    trainer.fit(module)
+    steps = trainer.global_step
+    test_final = _test_accuracy(trainer, module)
+    train_final = accuracy(model, split.x_train, split.y_train)
+    final_state = {k: v.clone() for k, v in model.state_dict().items()}
+    test_early = float("nan")
+    if callback.best_state is not None:
+        model.load_state_dict(callback.best_state)
+        test_early = _test_accuracy(trainer, module)
+        model.load_state_dict(final_state)
+    return LevelResult(
+        early_stop_step=callback.best_step, val_loss_at_early_stop=callback.best_val_loss,
+        val_acc_at_early_stop=callback.best_val_acc, test_acc_at_early_stop=test_early,
+        test_acc_final=test_final, train_acc_final=train_final, start_step=start_step, steps=steps,
+        seconds=time.perf_counter() - began, diverged=callback.diverged, rewind_state=callback.rewind_state,
+    )
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

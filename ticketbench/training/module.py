@@ -1,0 +1,124 @@
+"""LightningModule for classification on device-resident data.
+
+Each ``training_step`` receives a block of batch indices (one row per optimizer step) and runs
+all of those steps, so Lightning's per-batch bookkeeping is paid once per block rather than once
+per step. Blocks end where validation is due (every ``eval_every`` steps) and at the rewind
+step, so the callback sees every point it must act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ticketbench.config import OptimizerConfig
+from ticketbench.data.tensors import BatchStream, DeviceSplit
+
+
+class Chunks:
+    """An in-memory 'dataloader': (x, y) in chunks of ``size`` rows, already on the device."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, size: int = 10_000) -> None:
+        self.x, self.y, self.size = x, y, size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for lo in range(0, len(self.y), self.size):
+            yield self.x[lo : lo + self.size], self.y[lo : lo + self.size]
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.size)
+
+
+class Blocks:
+    """The training 'dataloader' of one level: index blocks for steps [start, stop)."""
+
+    def __init__(self, stream: BatchStream, start: int, stop: int, boundaries: list[int]) -> None:
+        self.stream, self.start, self.stop = stream, start, stop
+        self.cuts = sorted({b for b in boundaries if start < b < stop})
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.stream.blocks(self.start, self.stop, self.cuts)
+
+    def __len__(self) -> int:
+        return len(self.cuts) + 1
+
+
+def build_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+class Classifier(L.LightningModule):
+    """Trains ``model`` with cross-entropy; logs validation and test loss and accuracy.
+
+    ``start_step`` is the absolute step at which this level begins (the rewind step for levels
+    after the first); :attr:`step` is the absolute number of optimizer steps taken so far.
+    """
+
+    def __init__(self, model: nn.Module, split: DeviceSplit, blocks: Blocks, optimizer: OptimizerConfig,
+                 num_classes: int = 10) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.model, self.split, self.blocks, self.optimizer_cfg = model, split, blocks, optimizer
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    @property
+    def step(self) -> int:
+        return self.blocks.start + self.trainer.global_step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return build_optimizer(list(self.model.parameters()), self.optimizer_cfg)
+
+    def train_dataloader(self) -> Blocks:
+        return self.blocks
+
+    def val_dataloader(self) -> Chunks:
+        return Chunks(self.split.x_val, self.split.y_val)
+
+    def test_dataloader(self) -> Chunks:
+        return Chunks(self.split.x_test, self.split.y_test)
+
+    def training_step(self, block: torch.Tensor) -> None:
+        opt = self.optimizers()
+        x, y = self.split.x_train, self.split.y_train
+        total = torch.zeros((), device=x.device)
+        for idx in block:
+            loss = F.cross_entropy(self.model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            opt.step()
+            total += loss.detach()
+        self.log("train/loss", total / len(block), prog_bar=True, batch_size=block.shape[1])
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metric: MulticlassAccuracy) -> None:
+        x, y = batch
+        logits = self.model(x)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), batch_size=len(y))
+        metric(logits, y)
+        self.log(f"{stage}/acc", metric, batch_size=len(y))
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self._evaluate(batch, "test", self.test_acc)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 10_000) -> float:
+    """Fraction of ``x`` classified correctly (one host sync at the end)."""
+    was_training = model.training
+    model.eval()
+    correct = sum((model(x[i : i + chunk]).argmax(1) == y[i : i + chunk]).sum() for i in range(0, len(y), chunk))
+    model.train(was_training)
+    return float(correct) / len(y)
