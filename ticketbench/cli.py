@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="show Lightning's progress bar (default: when stderr is a terminal)")
     sub.add_parser("tasks", help="list the benchmark tasks")
+    table = sub.add_parser("table", help="Markdown table of the per-level records of run directories")
+    table.add_argument("runs", nargs="+", type=Path, help="run directories (e.g. the imp and reinit arms)")
     return top
 
 
@@ -43,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tasks":
             for name in task_names():
                 print(f"{name:20s} {load_task(name).description}")
+            return 0
+        if args.command == "table":
+            missing = [str(p) for p in args.runs if not (p / "meta.json").is_file()]
+            if missing:
+                raise RunError(f"not a run directory (no meta.json): {missing[0]}")
+            from ticketbench.report import level_table
+
+            print(level_table(args.runs), end="")
             return 0
         from ticketbench.training.imp import run_imp  # heavy imports only when training
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ticketbench.data.store import DataError
 from ticketbench.seeding import generator
 
 # Per-dataset input statistics of x/255 over the training images.
@@ -49,7 +50,7 @@ def make_split(arrays: dict[str, np.ndarray], dataset: str, normalize: str, val_
     """Hold out ``val_size`` random training examples for validation (seeded by ``split_seed``)."""
     n = len(arrays["x_train"])
     if not 0 < val_size < n:
-        raise ValueError(f"val_size must be in (0, {n}), got {val_size}")
+        raise DataError(f"val_size must be between 1 and {n - 1} (the {dataset} training set has {n}), got {val_size}")
     order = torch.randperm(n, generator=generator(split_seed, "split"))
     train_idx, val_idx = order[val_size:], order[:val_size]
     x = _images(arrays["x_train"], dataset, normalize)

@@ -50,7 +50,7 @@ def prune_global(scores: dict[str, torch.Tensor], masks: Masks, count: int) -> M
     flat_masks = flat_masks.clone()
     flat_masks[_lowest_kept(flat_scores, kept_idx, count)] = False
     pieces = torch.split(flat_masks, [masks[n].numel() for n in names])
-    return {n: p.view_as(masks[n]) for n, p in zip(names, pieces)}
+    return {n: p.view_as(masks[n]) for n, p in zip(names, pieces, strict=True)}
 
 
 def random_masks(like: Masks, counts: dict[str, int], gen: torch.Generator) -> Masks:

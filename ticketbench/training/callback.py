@@ -49,7 +49,7 @@ class PruneRewind(L.Callback):
         model = pl_module.model
         apply_masks(model, self.masks)
         params = [model.get_parameter(n) for n in self.masks]
-        factors = [m.to(device=p.device, dtype=p.dtype) for m, p in zip(self.masks.values(), params)]
+        factors = [m.to(device=p.device, dtype=p.dtype) for m, p in zip(self.masks.values(), params, strict=True)]
 
         def enforce(*_: object) -> None:
             with torch.no_grad():

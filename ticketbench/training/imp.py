@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ticketbench.config import TaskConfig
@@ -30,6 +29,13 @@ from ticketbench.pruning.select import random_masks
 from ticketbench.runs import CONTROLS, RunDir, RunError, finite_or_none
 from ticketbench.seeding import derive_seed, generator
 from ticketbench.training.level import LevelResult, default_device, train_level
+
+
+def require_ticket(imp: RunDir, level: int, control: str) -> None:
+    """Controls train on the winning-ticket run's masks: refuse clearly when they are not there yet."""
+    if not imp.mask_path(level).is_file():
+        raise RunError(f"level {level} of the {control} control needs the winning-ticket mask "
+                       f"{imp.mask_path(level)}; run the same command with --control none first")
 
 
 def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: RunDir,
@@ -44,9 +50,7 @@ def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: R
     if control == "none":
         masks = full_masks(model, list(prunable(model))) if level == 0 else run.load_masks(level)
     else:
-        if not imp.mask_path(level).is_file():
-            raise RunError(f"level {level} of the {control} control needs the winning-ticket mask "
-                           f"{imp.mask_path(level)}; run the same command with --control none first")
+        require_ticket(imp, level, control)
         masks = imp.load_masks(level)
         if control == "random-prune":
             counts = {n: int(m.sum()) for n, m in masks.items()}
@@ -80,6 +84,8 @@ def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
         raise RunError(f"unknown control {control!r}; valid: {', '.join(CONTROLS)}")
     run, imp = RunDir.for_run(out, task, seed, control), RunDir.for_run(out, task, seed, "none")
     todo = [lvl for lvl in range(0 if control == "none" else 1, task.levels) if not run.has_level(lvl)]
+    if todo and control != "none":
+        require_ticket(imp, todo[0], control)
     run.start(task, seed, control)
     if not todo:
         echo(f"{run.path}: all {task.levels} levels already finished")

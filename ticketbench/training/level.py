@@ -20,6 +20,7 @@ from ticketbench.training.module import Blocks, Classifier, accuracy
 
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
 
 
 @dataclass

@@ -1,0 +1,50 @@
+"""The ``ticketbench`` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def ticketbench(*args: str, data: Path | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if data is not None:
+        env["TICKETBENCH_DATA"] = str(data)
+    return subprocess.run([sys.executable, "-m", "ticketbench.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+def test_unknown_task_exits_2_with_one_line() -> None:
+    result = ticketbench("run", "lenet-5")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "ticketbench: error: unknown task 'lenet-5'; valid tasks: " + ", ".join(["lenet300-mnist"])]
+
+
+def test_invalid_control_is_rejected_by_the_parser() -> None:
+    result = ticketbench("run", "lenet300-mnist", "--control", "shuffle")
+    assert result.returncode == 2 and "invalid choice: 'shuffle'" in result.stderr
+
+
+def test_control_before_winning_tickets_exits_2(tmp_path: Path, fake_data_dir: Path) -> None:
+    result = ticketbench("run", "lenet300-mnist", "--control", "reinit", "--out", str(tmp_path),
+                         "--max-steps", "20", "--levels", "2", data=fake_data_dir)
+    assert result.returncode == 2 and "run the same command with --control none first" in result.stderr
+
+
+def test_real_mnist_two_levels(tmp_path: Path, real_data_dir: Path) -> None:
+    """2 levels x 300 steps on real MNIST: > 90% test accuracy dense, P_m = 80.04% at level 1."""
+    args = ["run", "lenet300-mnist", "--levels", "2", "--max-steps", "300", "--out", str(tmp_path)]
+    result = ticketbench(*args, data=real_data_dir)
+    assert result.returncode == 0, result.stderr
+    (run,) = (tmp_path / "lenet300-mnist").iterdir()
+    levels = [json.loads((run / "levels" / f"level_0{i}.json").read_text()) for i in (0, 1)]
+    assert levels[0]["test_acc_at_early_stop"] > 0.90 and levels[0]["weights_remaining_percent"] == 100.0
+    assert levels[1]["weights_remaining_percent"] == pytest.approx(80.03, abs=0.01)
+    again = ticketbench(*args, data=real_data_dir)
+    assert again.returncode == 0 and "all 2 levels already finished" in again.stdout

@@ -1,0 +1,36 @@
+"""The committed evidence in results/ is consistent: records match their masks, tables match records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ticketbench.pruning.masks import layer_remaining_percent, load_masks, remaining_percent
+from ticketbench.report import level_table
+from ticketbench.runs import RunDir
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+RUNS = sorted(p.parent for p in RESULTS.glob("*/*/meta.json"))
+TASKS = sorted({p.parent for p in RUNS})
+
+
+@pytest.mark.parametrize("path", RUNS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_records_match_their_masks(path: Path) -> None:
+    run = RunDir(path)
+    meta, records = run.meta(), run.records()
+    assert records, "a committed run has at least one finished level"
+    levels = [r["level"] for r in records]
+    assert levels == list(range(levels[0], levels[0] + len(levels))), "levels are contiguous"
+    for rec in records:
+        assert (rec["task"], rec["seed"], rec["arm"]) == (meta["task"], meta["seed"], meta["arm"])
+        masks = load_masks(run.mask_path(rec["level"]))
+        assert rec["weights_remaining_percent"] == pytest.approx(remaining_percent(masks))
+        assert rec["layer_remaining_percent"] == pytest.approx(layer_remaining_percent(masks))
+        assert rec["steps"] == meta["config"]["max_steps"] - rec["start_step"] or rec["diverged"]
+
+
+@pytest.mark.parametrize("task_dir", TASKS, ids=lambda p: p.name)
+def test_results_readme_table_is_generated_from_the_records(task_dir: Path) -> None:
+    runs = sorted(p for p in task_dir.iterdir() if (p / "meta.json").is_file())
+    assert level_table(runs) in (task_dir / "README.md").read_text()
