@@ -31,10 +31,21 @@ def test_invalid_control_is_rejected_by_the_parser() -> None:
     assert result.returncode == 2 and "invalid choice: 'shuffle'" in result.stderr
 
 
+def test_tasks_lists_the_packaged_tasks() -> None:
+    result = ticketbench("tasks")
+    assert result.returncode == 0 and result.stdout.startswith("lenet300-mnist ")
+
+
+def test_table_of_a_non_run_directory_exits_2(tmp_path: Path) -> None:
+    result = ticketbench("table", str(tmp_path))
+    assert result.returncode == 2 and f"not a run directory (no meta.json): {tmp_path}" in result.stderr
+
+
 def test_control_before_winning_tickets_exits_2(tmp_path: Path, fake_data_dir: Path) -> None:
     result = ticketbench("run", "lenet300-mnist", "--control", "reinit", "--out", str(tmp_path),
                          "--max-steps", "20", "--levels", "2", data=fake_data_dir)
     assert result.returncode == 2 and "run the same command with --control none first" in result.stderr
+    assert not (tmp_path / "lenet300-mnist").exists(), "a refused control must not leave a run directory"
 
 
 def test_real_mnist_two_levels(tmp_path: Path, real_data_dir: Path) -> None:

@@ -94,7 +94,7 @@ class RunDir:
         write_json(meta_path, {
             "task": task.name, "arm": CONTROLS[control], "control": control, "seed": seed,
             "fingerprint": task.fingerprint(), "config": config, "code": code_version(),
-            "command": sys.argv, "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "command": ["ticketbench", *sys.argv[1:]], "device": "cuda" if torch.cuda.is_available() else "cpu",
         })
 
     def save_masks(self, level: int, masks: Masks) -> None:
