@@ -37,3 +37,25 @@ def real_data_dir() -> Path:
     if not chosen or not (Path(chosen) / "mnist.npz").is_file():
         pytest.skip("real MNIST not available: set TICKETBENCH_DATA to a directory holding mnist.npz")
     return Path(chosen)
+
+
+def lenet_p_m(level: int) -> float:
+    """P_m of the F&C LeNet schedule after ``level`` rounds (closed form)."""
+    return 100 * (265_200 * 0.8**level + 1_000 * 0.9**level) / 266_200
+
+
+def write_run(root: Path, seed: int, arm: str, rows: list[tuple[int, float | None, int | None]],
+              task: str = "lenet300-mnist", fingerprint: str = "f0") -> Path:
+    """A run directory with fabricated records: rows of (level, test accuracy 0-1, early-stop step)."""
+    from ticketbench.atomic import write_json
+
+    path = root / task / f"{arm}-seed{seed}-{fingerprint}"
+    write_json(path / "meta.json", {"task": task, "arm": arm, "seed": seed, "fingerprint": fingerprint,
+                                    "config": {"max_steps": 50_000}})
+    for level, acc, step in rows:
+        write_json(path / "levels" / f"level_{level:02d}.json", {
+            "task": task, "seed": seed, "arm": arm, "level": level, "weights_remaining_percent": lenet_p_m(level),
+            "early_stop_step": step, "test_acc_at_early_stop": acc, "test_acc_final": acc,
+            "val_acc_at_early_stop": acc, "diverged": acc is None, "start_step": 0, "steps": 50_000,
+        })
+    return path

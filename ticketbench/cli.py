@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 from ticketbench.config import ConfigError, load_task, override, task_names
@@ -36,7 +37,53 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("tasks", help="list the benchmark tasks")
     table = sub.add_parser("table", help="Markdown table of the per-level records of run directories")
     table.add_argument("runs", nargs="+", type=Path, help="run directories (e.g. the imp and reinit arms)")
+    runs_help = "run directories, or directories holding them (seeds and arms of one task)"
+    score = sub.add_parser("score", help="verdicts of the paper's claims; writes verdicts.json and VERDICTS.md")
+    score.add_argument("runs", nargs="+", type=Path, help=runs_help)
+    score.add_argument("--references", help="a references YAML file (default: the task's own)")
+    check = sub.add_parser("check", help="exit 1 when a gating claim FAILs or accuracy regressed (for CI)")
+    check.add_argument("runs", nargs="+", type=Path, help=runs_help)
+    check.add_argument("--references", help="a references YAML file (default: the task's own)")
+    check.add_argument("--baseline", type=Path, help="stored runs of the same task to compare level by level")
+    check.add_argument("--tolerance", type=float, default=0.5,
+                       help="allowed drop of mean test accuracy below the baseline, in pp (default 0.5)")
+    report = sub.add_parser("report", help="figures: accuracy and early-stop step against % weights remaining")
+    report.add_argument("runs", nargs="+", type=Path, help=runs_help)
+    report.add_argument("--references", help="a references YAML file (default: the task's own)")
+    report.add_argument("--out", type=Path, help="where to write the figures (default: beside the runs)")
     return top
+
+
+def _verdicts(args: argparse.Namespace) -> int:
+    """score / check / report: the three commands that read run directories against references."""
+    from ticketbench.atomic import write_json
+    from ticketbench.references import load_references
+    from ticketbench.report import figures, verdict_markdown, verdict_text
+    from ticketbench.scoring import load_run_set, regressions, score, verdicts_json
+
+    run_set = load_run_set(args.runs)
+    results = score(load_references(args.references or run_set.task), run_set)
+    print(verdict_text(results), end="")
+    if args.command == "score":
+        write_json(run_set.root / "verdicts.json", verdicts_json(results, run_set))
+        (run_set.root / "VERDICTS.md").write_text(verdict_markdown(results, run_set))
+        print(f"wrote {run_set.root / 'verdicts.json'} and VERDICTS.md")
+        return 0
+    if args.command == "report":
+        out = args.out or run_set.root
+        out.mkdir(parents=True, exist_ok=True)
+        for path in figures(results, run_set, out):
+            print(f"wrote {path}")
+        return 0
+    failures = [f"claim {r.claim.id} FAILs" + (f" ({r.note})" if r.note else "") for r in results if r.gate_failed]
+    if args.baseline is not None:
+        failures += regressions(run_set, load_run_set([args.baseline]), args.tolerance)
+    for line in failures:
+        print(f"check: {line}", file=sys.stderr)
+    counts = Counter(r.verdict for r in results)
+    summary = ", ".join(f"{counts[v]} {v}" for v in ("PASS", "FAIL", "INCONCLUSIVE", "NOT RUN") if counts[v])
+    print(f"check: {'FAILED' if failures else 'passed'} ({len(failures)} problem(s); claims: {summary})")
+    return 1 if failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in task_names():
                 print(f"{name:20s} {load_task(name).description}")
             return 0
+        if args.command in ("score", "check", "report"):
+            return _verdicts(args)
         if args.command == "table":
             missing = [str(p) for p in args.runs if not (p / "meta.json").is_file()]
             if missing:

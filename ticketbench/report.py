@@ -1,10 +1,14 @@
-"""Tables of per-level records across the arms of one task and seed."""
+"""Tables and figures: per-level tables, the verdict table, and the paper-style figures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ticketbench.runs import RunDir
+from ticketbench.scoring import ClaimResult, RunSet
+
+ARM_STYLE = {"imp": ("winning ticket", "tab:blue"), "reinit": ("random reinit", "tab:orange"),
+             "random-prune": ("random pruning", "tab:green")}
 
 
 def _pct(value: float | None) -> str:
@@ -33,3 +37,135 @@ def level_table(run_dirs: list[Path]) -> str:
                 str(rec["early_stop_step"]), _pct(rec["test_acc_at_early_stop"]), _pct(rec["test_acc_final"])]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def claim_row(result: ClaimResult) -> dict[str, str]:
+    """One claim as display strings."""
+    c, iv = result.claim, result.interval
+    paper = {"within": f"{_fmt(c.paper)} ± {_fmt(c.tolerance)}", ">=": f">= {_fmt(c.paper - c.tolerance)}",
+             "<=": f"<= {_fmt(c.paper + c.tolerance)}"}[c.comparator]
+    if iv is None:
+        measured = "—"
+    elif iv.n == 1:
+        measured = _fmt(iv.mean)
+    else:
+        measured = f"{_fmt(iv.mean)} [{_fmt(iv.low)}, {_fmt(iv.high)}]"
+    verdict = result.verdict + (" (1 seed)" if result.one_seed else "")
+    return {"claim": c.id, "mark": c.mark, "accepted": paper, "measured": measured,
+            "n": str(iv.n if iv else 0), "verdict": verdict, "gates": "yes" if c.gating else "no",
+            "where": result.where, "note": result.note}
+
+
+def verdict_text(results: list[ClaimResult]) -> str:
+    """A fixed-width table for the terminal."""
+    rows = [claim_row(r) for r in results]
+    cols = ["claim", "mark", "accepted", "measured", "n", "verdict", "gates"]
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in cols}
+    lines = ["  ".join(k.ljust(widths[k]) for k in cols), "  ".join("-" * widths[k] for k in cols)]
+    lines += ["  ".join(r[k].ljust(widths[k]) for k in cols) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def verdict_markdown(results: list[ClaimResult], run_set: RunSet) -> str:
+    """The Markdown report: which runs, then one row per claim with its statement and source."""
+    seeds = sorted(run_set.seeds)
+    arms = sorted({a for s in run_set.seeds.values() for a in s})
+    lines = [f"# Verdicts: {run_set.task}", "",
+             f"Configuration `{run_set.fingerprint}`; seeds {', '.join(map(str, seeds))}; arms {', '.join(arms)}.",
+             "Measured values are the mean over seeds with a 95% Student-t interval; accuracies in %, "
+             "speed-ups as ratios of early-stop steps. Claims that do not gate (marks F/U, or another "
+             "protocol) are context only.", "",
+             "| claim | statement | source | mark | accepted | measured | n | read at | verdict | gates |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for result in results:
+        row = claim_row(result)
+        where = row["where"] + (f" — {row['note']}" if row["note"] and row["note"] != "1 seed" else "")
+        lines.append(f"| {row['claim']} | {result.claim.statement} | {result.claim.source} | {row['mark']} | "
+                     f"{row['accepted']} | {row['measured']} | {row['n']} | {where} | **{row['verdict']}** | "
+                     f"{row['gates']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _curves(run_set: RunSet, arm: str, quantity: str) -> tuple[list[float], list[float], list[float], list[float]]:
+    """P_m, mean, min and max over seeds of ``quantity`` per level of ``arm`` (accuracies in %)."""
+    per_level: dict[int, list[float]] = {}
+    p_m: dict[int, float] = {}
+    for arms in run_set.seeds.values():
+        for level, rec in arms.get(arm, {}).items():
+            value = rec.get(quantity)
+            if value is None:
+                continue
+            per_level.setdefault(level, []).append(100 * value if "acc" in quantity else value)
+            p_m[level] = rec["weights_remaining_percent"]
+    levels = sorted(per_level)
+    return ([p_m[lv] for lv in levels], [sum(per_level[lv]) / len(per_level[lv]) for lv in levels],
+            [min(per_level[lv]) for lv in levels], [max(per_level[lv]) for lv in levels])
+
+
+def _reference_points(results: list[ClaimResult], run_set: RunSet, quantity: str) -> list[tuple[float, float, str]]:
+    """Paper claims drawn on a figure: absolute values as given, relative ones on the measured dense."""
+    dense_x, dense_y, _, _ = _curves(run_set, "imp", quantity)
+    dense = dense_y[0] if dense_x and dense_x[0] == 100.0 else None
+    points = []
+    for r in results:
+        m, c = r.claim.metric, r.claim
+        if m.p_m is None or m.arm != "imp":
+            continue
+        if quantity != "early_stop_step" and m.quantity == quantity:
+            if m.kind == "value":
+                points.append((m.p_m, c.paper, c.id))
+            elif m.kind == "delta_to_dense" and dense is not None:
+                points.append((m.p_m, dense + c.paper, c.id))
+        elif quantity == "early_stop_step" and m.kind == "speedup_vs_dense" and dense is not None and c.paper > 0:
+            points.append((m.p_m, dense / c.paper, c.id))
+    return points
+
+
+def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[Path]:
+    """Test accuracy at early stop and early-stop step against % weights remaining (PNG and SVG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = [a for a in ARM_STYLE if any(a in s for s in run_set.seeds.values())]
+    n = len(run_set.seeds)
+    written = []
+    panels = [("test_acc_at_early_stop", "Test accuracy at early stop (%)", "accuracy"),
+              ("early_stop_step", "Early-stop iteration (min. validation loss)", "early_stop")]
+    for quantity, ylabel, stem in panels:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150)
+        for arm in arms:
+            label, color = ARM_STYLE[arm]
+            x, mean, lo, hi = _curves(run_set, arm, quantity)
+            ax.plot(x, mean, marker="o", ms=3.5, color=color, label=f"{label} (mean of {n} seed{'s' * (n > 1)})")
+            if n > 1:
+                ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
+        dense_x, dense_y, _, _ = _curves(run_set, "imp", quantity)
+        if dense_x and dense_x[0] == 100.0:
+            ax.axhline(dense_y[0], color="gray", linestyle=":", linewidth=1, label="dense (measured)")
+        refs = _reference_points(results, run_set, quantity)
+        if refs:
+            ax.scatter([p for p, _, _ in refs], [v for _, v, _ in refs], marker="*", s=90, color="black",
+                       zorder=5, label="paper claim (relative ones placed on the measured dense)")
+        ax.set_xscale("log")
+        ax.set_xlim(105, min(min(_curves(run_set, a, quantity)[0] or [100]) for a in arms) * 0.85)
+        ticks = [t for t in (100, 51.3, 21.1, 13.5, 7.0, 3.6, 1.9, 1.0) if t >= ax.get_xlim()[1]]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("Percent of weights remaining (P_m)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{run_set.task}: {ylabel.split(' (')[0].lower()}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        for suffix in ("png", "svg"):
+            path = out_dir / f"{stem}.{suffix}"
+            fig.savefig(path)
+            written.append(path)
+        plt.close(fig)
+    return written

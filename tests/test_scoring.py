@@ -1,0 +1,198 @@
+"""Statistics, verdict paths, P_m matching, references schema, and the score/check/report commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import lenet_p_m, write_run
+from test_cli import ticketbench
+
+from ticketbench.config import ConfigError
+from ticketbench.references import load_references, parse_references, reference_tasks
+from ticketbench.report import claim_row
+from ticketbench.scoring import Unmeasurable, load_run_set, nearest_level, score
+from ticketbench.stats import FAIL, INCONCLUSIVE, NOT_RUN, PASS, Interval, t_quantile_975, verdict
+from ticketbench.testing import assert_reproduces
+
+
+def test_t_interval_by_hand() -> None:
+    iv = Interval.of([1.0, 2.0, 3.0])  # mean 2, sd 1, t(2) = 4.303 -> half-width 4.303 / sqrt(3)
+    assert (iv.mean, iv.low, iv.high) == pytest.approx((2.0, 2 - 2.48434, 2 + 2.48434), abs=1e-4)
+    iv = Interval.of([10.0, 12.0])  # sd sqrt(2), t(1) = 12.706 -> half-width 12.706
+    assert (iv.low, iv.high) == pytest.approx((11 - 12.706, 11 + 12.706))
+    assert Interval.of([5.0]).low == Interval.of([5.0]).high == 5.0
+    for df, table in ((40, 2.021), (60, 2.000), (120, 1.980)):
+        assert t_quantile_975(df) == pytest.approx(table, abs=1e-3)
+
+
+@pytest.mark.parametrize(("values", "comparator", "paper", "tol", "expected"), [
+    ([0.5, 0.6, 0.7], ">=", 0.3, 0.2, PASS),
+    ([-0.5, -0.4, -0.45], ">=", 0.3, 0.2, FAIL),
+    ([0.0, 0.3, 0.2], ">=", 0.3, 0.2, INCONCLUSIVE),
+    ([-1.0, -1.1, -0.9], "<=", 0.0, 0.0, PASS),
+    ([1.0, 1.1, 0.9], "<=", 0.0, 0.0, FAIL),
+    ([0.1, 0.0, -0.1], "within", 0.0, 0.3, PASS),   # interval [-0.248, 0.248]
+    ([1.0, 1.1, 1.2], "within", 0.0, 0.3, FAIL),
+    ([0.2, 0.3, 0.4], "within", 0.0, 0.3, INCONCLUSIVE),  # interval [0.052, 0.548]
+    ([0.35], ">=", 0.3, 0.2, PASS),
+    ([0.05], ">=", 0.3, 0.2, FAIL),
+])
+def test_verdict_paths(values, comparator, paper, tol, expected) -> None:
+    assert verdict(Interval.of(values), comparator, paper, tol) == expected
+
+
+def _good_runs(root: Path, seeds=(0, 1, 2), reinit_acc: float = 0.975) -> Path:
+    """Fabricated records that satisfy every measurable LeNet claim."""
+    for seed in seeds:
+        jitter = 0.0005 * seed
+        imp = [(0, 0.980 + jitter, 4000)]
+        imp += [(lv, 0.985 + jitter, 2000 + 100 * seed) for lv in range(1, 13)]
+        imp += [(lv, 0.980 + jitter, 4000) for lv in range(13, 17)]
+        write_run(root, seed, "imp", imp)
+        write_run(root, seed, "reinit", [(lv, reinit_acc + jitter, 6000) for lv in range(1, 17)])
+    return root / "lenet300-mnist"
+
+
+def _results(root: Path) -> dict:
+    results = score(load_references("lenet300-mnist"), load_run_set([root]))
+    return {r.claim.id: r for r in results}
+
+
+def test_good_runs_pass_every_measurable_claim(tmp_path) -> None:
+    results = _results(_good_runs(tmp_path))
+    measured = {k: r.verdict for k, r in results.items() if r.verdict != NOT_RUN}
+    assert set(measured.values()) == {PASS}
+    assert {k for k, r in results.items() if r.verdict == NOT_RUN} == {
+        "oneshot-faster", "oneshot-more-accurate", "snip-dense-accuracy", "snip-95-sparse", "snip-98-sparse"}
+    assert results["oneshot-faster"].note == "arm 'oneshot' was not run"
+    speed = results["pm21-ticket-vs-reinit-speed"]
+    assert speed.interval.values == pytest.approx((3.0, 6000 / 2100, 6000 / 2200))
+    assert speed.where == "level 7 (P_m 21.1%)"
+    assert results["tickets-at-or-above-dense"].where == "min over levels 0-16 (P_m 100.0% to 2.9%)"
+
+
+def test_one_seed_gives_a_point_verdict_marked(tmp_path) -> None:
+    result = _results(_good_runs(tmp_path, seeds=(0,)))["pm13-most-accurate"]
+    assert result.verdict == PASS and result.one_seed and result.interval.values == pytest.approx((0.5,))
+    assert claim_row(result)["verdict"] == "PASS (1 seed)"
+
+
+def test_a_diverged_level_fails_the_claims_that_read_it(tmp_path) -> None:
+    root = _good_runs(tmp_path)
+    level = root / "imp-seed1-f0" / "levels" / "level_07.json"
+    record = json.loads(level.read_text())
+    level.write_text(json.dumps(dict(record, test_acc_at_early_stop=None, diverged=True)))
+    results = _results(root)
+    assert results["pm21-ticket-vs-reinit-accuracy"].verdict == FAIL
+    assert "seed 1: level 7 of imp diverged" in results["pm21-ticket-vs-reinit-accuracy"].note
+    assert results["tickets-at-or-above-dense"].verdict == FAIL
+    assert results["pm13-most-accurate"].verdict == PASS, "claims at other levels are unaffected"
+
+
+def test_nearest_level_matching() -> None:
+    records = {lv: {"level": lv, "weights_remaining_percent": lenet_p_m(lv)} for lv in range(6)}
+    assert nearest_level(records, 51.3)["level"] == 3
+    assert nearest_level(records, 30.0)["level"] == 5  # 32.9 is nearer than 41.0
+    with pytest.raises(Unmeasurable, match=r"no level near P_m 13.5% \(nearest: 32.9%\)"):
+        nearest_level(records, 13.5)
+
+
+def test_an_inconclusive_claim_across_seeds(tmp_path) -> None:
+    for seed, acc in enumerate((0.978, 0.985, 0.981)):
+        write_run(tmp_path, seed, "imp", [(0, 0.980, 4000), (3, acc, 3000)])
+    result = _results(tmp_path / "lenet300-mnist")["pm51-more-accurate"]
+    assert result.verdict == INCONCLUSIVE and result.interval.n == 3
+
+
+def test_every_packaged_references_file_loads() -> None:
+    assert {"lenet300-mnist", "conv2-cifar10", "conv4-cifar10", "conv6-cifar10", "resnet20-cifar10",
+            "resnet20-cifar10-rewind0"} <= set(reference_tasks())
+    for task in reference_tasks():
+        refs = load_references(task)
+        assert refs.task == task and all(c.source and c.statement for c in refs.claims)
+        assert not any(c.gating for c in refs.claims if c.mark in ("F", "U"))
+
+
+CLAIM = """task: t
+protocol: p
+claims:
+  - id: c1
+    statement: s
+    metric: {kind: value, p_m: 50}
+    comparator: ">="
+    paper: 1
+    tolerance: 0.1
+    source: paper
+    mark: V
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("    source: paper\n", "", "claim c1: field 'source' is missing"),
+    ('comparator: ">="', "comparator: '>'", "claim c1: field 'comparator' is '>'; valid: >=, <=, within"),
+    ("mark: V", "mark: X", "claim c1: field 'mark' is 'X'; valid: V, D, S, F, U"),
+    ("paper: 1", "paper: high", "claim c1: field 'paper' has the wrong type ('high')"),
+    ("p_m: 50", "pm: 50", "claim c1: field 'metric.pm' is unknown"),
+    ("kind: value", "kind: mean", "claim c1: field 'metric.kind' is 'mean'"),
+    ("kind: value", "kind: arm_delta", "claim c1: field 'metric.other' (the compared arm) is required"),
+    ("p_m: 50", "p_m: 150", "claim c1: field 'metric.p_m' must be a percentage"),
+    ("tolerance: 0.1", "tolerance: -1", "claim c1: field 'tolerance' must be >= 0"),
+])
+def test_schema_errors_name_file_claim_and_field(old: str, new: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_references(CLAIM.replace(old, new), "refs/t.yaml")
+    assert str(err.value).startswith("refs/t.yaml: ") and message in str(err.value)
+
+
+def test_duplicate_claim_ids_are_refused() -> None:
+    doubled = CLAIM + CLAIM.split("claims:\n", 1)[1]
+    with pytest.raises(ConfigError, match="claim c1: field 'id' is used twice"):
+        parse_references(doubled, "refs/t.yaml")
+
+
+def test_check_exit_codes_through_the_cli(tmp_path) -> None:
+    good = _good_runs(tmp_path / "good")
+    passed = ticketbench("check", str(good))
+    assert passed.returncode == 0 and "check: passed" in passed.stdout, passed.stderr
+    bad = _good_runs(tmp_path / "bad", reinit_acc=0.99)
+    failed = ticketbench("check", str(bad))
+    assert failed.returncode == 1 and "claim reinit-below-dense-pm21 FAILs" in failed.stderr
+    assert "claim pm21-ticket-vs-reinit-accuracy FAILs" in failed.stderr
+    regressed = _good_runs(tmp_path / "regressed", seeds=(0,))
+    level = regressed / "imp-seed0-f0" / "levels" / "level_05.json"
+    level.write_text(json.dumps(dict(json.loads(level.read_text()), test_acc_at_early_stop=0.981)))
+    vs_baseline = ticketbench("check", str(regressed), "--baseline", str(good), "--tolerance", "0.3")
+    assert vs_baseline.returncode == 1
+    assert vs_baseline.stderr == "check: imp level 5: test accuracy 98.10% < baseline 98.55% - 0.3 pp\n"
+    assert ticketbench("check", str(regressed), "--baseline", str(good)).returncode == 0  # within 0.5 pp
+    missing = ticketbench("check", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and missing.stderr.strip() == (
+        f"ticketbench: error: {tmp_path / 'nowhere'} does not exist")
+    write_run(tmp_path / "mixed", 0, "imp", [(0, 0.98, 100)], task="conv2-cifar10")
+    mixed = ticketbench("check", str(tmp_path / "mixed"), str(good))
+    assert mixed.returncode == 2 and "cannot be scored together" in mixed.stderr
+
+
+def test_score_writes_verdicts_and_report_writes_figures(tmp_path) -> None:
+    root = _good_runs(tmp_path)
+    result = ticketbench("score", str(root))
+    assert result.returncode == 0 and "pm21-ticket-vs-reinit-speed" in result.stdout
+    verdicts = json.loads((root / "verdicts.json").read_text())
+    by_id = {c["id"]: c for c in verdicts["claims"]}
+    assert by_id["pm13-most-accurate"]["verdict"] == "PASS" and by_id["pm13-most-accurate"]["n"] == 3
+    assert verdicts["seeds"] == [0, 1, 2] and len(verdicts["runs"]) == 6
+    assert "| pm13-most-accurate |" in (root / "VERDICTS.md").read_text()
+    drawn = ticketbench("report", str(root), "--out", str(tmp_path / "fig"))
+    assert drawn.returncode == 0, drawn.stderr
+    for stem in ("accuracy", "early_stop"):
+        assert (tmp_path / "fig" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / "fig" / f"{stem}.png").stat().st_size > 10_000
+        assert "<svg" in (tmp_path / "fig" / f"{stem}.svg").read_text()
+
+
+def test_assert_reproduces_for_a_users_test_suite(tmp_path) -> None:
+    assert len(assert_reproduces([_good_runs(tmp_path / "good")])) == 16
+    with pytest.raises(AssertionError, match="gating claim\\(s\\) of lenet300-mnist FAIL:\n  reinit-below-dense"):
+        assert_reproduces([_good_runs(tmp_path / "bad", reinit_acc=0.99)], "lenet300-mnist")

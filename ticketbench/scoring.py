@@ -1,0 +1,223 @@
+"""Verdicts: evaluate each reference claim on the per-level records of several seeds and arms."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ticketbench.references import Claim, Metric, References
+from ticketbench.runs import RunDir, RunError
+from ticketbench.stats import FAIL, NOT_RUN, Interval, verdict
+
+Records = dict[int, dict]  # level -> record
+# The largest factor between a claimed P_m and the P_m of the level used for it.
+MAX_P_M_FACTOR = 1.25
+
+
+@dataclass
+class RunSet:
+    """The runs of one task under one configuration: seed -> arm -> level -> record."""
+
+    task: str
+    fingerprint: str
+    runs: list[RunDir]
+    seeds: dict[int, dict[str, Records]] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        """The directory that holds the runs (where verdicts and reports are written)."""
+        return Path(os.path.commonpath([str(r.path.resolve().parent) for r in self.runs]))
+
+
+def discover(paths: list[Path]) -> list[RunDir]:
+    """Run directories named directly or found under the given directories."""
+    found: list[RunDir] = []
+    for path in map(Path, paths):
+        if (path / "meta.json").is_file():
+            found.append(RunDir(path))
+        elif path.is_dir():
+            found += [RunDir(m.parent) for m in sorted(path.glob("**/meta.json"))]
+        else:
+            raise RunError(f"{path} does not exist")
+    if not found:
+        raise RunError(f"no run directories (with meta.json) under {', '.join(map(str, paths))}")
+    return found
+
+
+def load_run_set(paths: list[Path]) -> RunSet:
+    """Group runs by seed and arm; refuse to mix tasks or configurations."""
+    runs = discover(paths)
+    metas = [r.meta() for r in runs]
+    keys = sorted({(m["task"], m["fingerprint"]) for m in metas})
+    if len(keys) > 1:
+        raise RunError("runs of different tasks or configurations cannot be scored together: "
+                       + ", ".join(f"{t} ({f})" for t, f in keys))
+    run_set = RunSet(task=keys[0][0], fingerprint=keys[0][1], runs=runs)
+    for run, meta in zip(runs, metas, strict=True):
+        run_set.seeds.setdefault(meta["seed"], {})[meta["arm"]] = {r["level"]: r for r in run.records()}
+    return run_set
+
+
+class Unmeasurable(Exception):
+    """The records cannot answer this claim (arm not run, no level near the claimed P_m)."""
+
+
+class Diverged(Exception):
+    """A record the claim reads comes from a diverged level."""
+
+
+def _quantity(record: dict, name: str) -> float:
+    value = record.get(name)
+    if record.get("diverged") or value is None or not math.isfinite(value):
+        raise Diverged(f"level {record['level']} of {record['arm']} diverged")
+    return 100.0 * value if name.endswith("acc") or "_acc_" in name else float(value)
+
+
+def nearest_level(records: Records, p_m: float) -> dict:
+    """The record whose P_m is nearest ``p_m`` (within a factor of MAX_P_M_FACTOR)."""
+    if not records:
+        raise Unmeasurable("no levels")
+    best = min(records.values(), key=lambda r: (abs(r["weights_remaining_percent"] - p_m), r["level"]))
+    if abs(math.log(best["weights_remaining_percent"] / p_m)) > math.log(MAX_P_M_FACTOR):
+        raise Unmeasurable(f"no level near P_m {p_m}% (nearest: {best['weights_remaining_percent']:.1f}%)")
+    return best
+
+
+def _levels(records: Records, metric: Metric) -> list[dict]:
+    if metric.p_m is not None:
+        return [nearest_level(records, metric.p_m)]
+    low, high = metric.p_m_range
+    chosen = [r for r in records.values() if low <= round(r["weights_remaining_percent"], 1) <= high]
+    if not chosen or min(round(r["weights_remaining_percent"], 1) for r in chosen) > low * MAX_P_M_FACTOR:
+        raise Unmeasurable(f"the levels do not reach down to P_m {low}%")
+    return sorted(chosen, key=lambda r: r["level"])
+
+
+def _per_level(metric: Metric, arms: dict[str, Records]) -> Callable[[dict], float]:
+    """The claim's value at one level record of ``metric.arm``."""
+    q = metric.quantity
+    if metric.kind == "value":
+        return lambda rec: _quantity(rec, q)
+    if metric.kind in ("delta_to_dense", "speedup_vs_dense"):
+        if 0 not in arms.get("imp", {}):
+            raise Unmeasurable("no dense level (imp arm, level 0)")
+        dense = _quantity(arms["imp"][0], q)
+        if metric.kind == "delta_to_dense":
+            return lambda rec: _quantity(rec, q) - dense
+        return lambda rec: dense / _quantity(rec, q)
+    other = arms.get(metric.other)
+    if not other:
+        raise Unmeasurable(f"arm {metric.other!r} was not run")
+
+    def partner(rec: dict) -> float:
+        if rec["level"] not in other:
+            raise Unmeasurable(f"arm {metric.other!r} has no level {rec['level']}")
+        return _quantity(other[rec["level"]], q)
+
+    if metric.kind == "arm_delta":
+        return lambda rec: _quantity(rec, q) - partner(rec)
+    return lambda rec: partner(rec) / _quantity(rec, q)
+
+
+def measure(metric: Metric, arms: dict[str, Records]) -> tuple[float, str]:
+    """The claim's value for one seed and where it was read ("level 7, P_m 21.0%")."""
+    if metric.arm not in arms:
+        raise Unmeasurable(f"arm {metric.arm!r} was not run")
+    levels = _levels(arms[metric.arm], metric)
+    at = _per_level(metric, arms)
+    values = [at(rec) for rec in levels]
+    where = ", ".join(f"level {r['level']} (P_m {r['weights_remaining_percent']:.1f}%)" for r in levels)
+    if len(levels) > 1:
+        lo, hi = levels[-1]["weights_remaining_percent"], levels[0]["weights_remaining_percent"]
+        where = f"min over levels {levels[0]['level']}-{levels[-1]['level']} (P_m {hi:.1f}% to {lo:.1f}%)"
+    return min(values), where
+
+
+@dataclass
+class ClaimResult:
+    claim: Claim
+    verdict: str
+    per_seed: dict[int, float | None]
+    interval: Interval | None
+    where: str
+    note: str = ""
+
+    @property
+    def gate_failed(self) -> bool:
+        return self.claim.gating and self.verdict == FAIL
+
+    @property
+    def one_seed(self) -> bool:
+        return self.interval is not None and self.interval.n == 1
+
+
+def score_claim(claim: Claim, run_set: RunSet) -> ClaimResult:
+    per_seed: dict[int, float | None] = {}
+    wheres, reasons, diverged = set(), set(), []
+    for seed, arms in sorted(run_set.seeds.items()):
+        try:
+            per_seed[seed], where = measure(claim.metric, arms)
+            wheres.add(where)
+        except Diverged as err:
+            per_seed[seed] = None
+            diverged.append(f"seed {seed}: {err}")
+        except Unmeasurable as err:
+            reasons.add(str(err))
+    where = "; ".join(sorted(wheres))
+    if diverged:
+        return ClaimResult(claim, FAIL, per_seed, None, where, "diverged: " + "; ".join(diverged))
+    values = [v for v in per_seed.values() if v is not None]
+    if not values:
+        return ClaimResult(claim, NOT_RUN, per_seed, None, where, "; ".join(sorted(reasons)))
+    interval = Interval.of(values)
+    note = "1 seed" if len(values) == 1 else ""
+    return ClaimResult(claim, verdict(interval, claim.comparator, claim.paper, claim.tolerance),
+                       per_seed, interval, where, note)
+
+
+def score(references: References, run_set: RunSet) -> list[ClaimResult]:
+    if references.task != run_set.task:
+        raise RunError(f"the references are for {references.task}, the runs are {run_set.task}")
+    return [score_claim(c, run_set) for c in references.claims]
+
+
+def regressions(run_set: RunSet, baseline: RunSet, tolerance_pp: float) -> list[str]:
+    """Levels whose mean test accuracy at early stop fell more than ``tolerance_pp`` below the baseline's."""
+
+    def means(rs: RunSet) -> dict[tuple[str, int], float]:
+        pooled: dict[tuple[str, int], list[float]] = {}
+        for arms in rs.seeds.values():
+            for arm, records in arms.items():
+                for level, rec in records.items():
+                    acc = rec.get("test_acc_at_early_stop")
+                    pooled.setdefault((arm, level), []).append(-math.inf if acc is None else 100 * acc)
+        return {k: sum(v) / len(v) for k, v in pooled.items()}
+
+    now, then = means(run_set), means(baseline)
+    found = []
+    for key in sorted(now.keys() & then.keys()):
+        if now[key] < then[key] - tolerance_pp:
+            arm, level = key
+            found.append(f"{arm} level {level}: test accuracy {now[key]:.2f}% < baseline {then[key]:.2f}% "
+                         f"- {tolerance_pp} pp")
+    return found
+
+
+def verdicts_json(results: list[ClaimResult], run_set: RunSet) -> dict:
+    """The machine-readable verdicts (written as verdicts.json beside the runs)."""
+    return {
+        "task": run_set.task, "fingerprint": run_set.fingerprint, "seeds": sorted(run_set.seeds),
+        "runs": [str(r.path.resolve().relative_to(run_set.root)) for r in run_set.runs],
+        "claims": [{
+            "id": r.claim.id, "statement": r.claim.statement, "source": r.claim.source, "mark": r.claim.mark,
+            "protocol": r.claim.protocol, "gating": r.claim.gating, "comparator": r.claim.comparator,
+            "paper": r.claim.paper, "tolerance": r.claim.tolerance, "verdict": r.verdict,
+            "per_seed": {str(k): v for k, v in r.per_seed.items()},
+            "mean": r.interval.mean if r.interval else None,
+            "ci95": [r.interval.low, r.interval.high] if r.interval else None,
+            "n": r.interval.n if r.interval else 0, "read_at": r.where, "note": r.note,
+        } for r in results],
+    }
