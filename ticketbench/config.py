@@ -117,22 +117,31 @@ def from_mapping(cls: type, mapping: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {err}") from None
 
 
+def packaged_names(package: str) -> list[str]:
+    """Stems of the YAML files shipped in ``package``."""
+    files = resources.files(package).iterdir()
+    return sorted(p.name[: -len(".yaml")] for p in files if p.name.endswith(".yaml"))
+
+
+def read_yaml_source(package: str, name_or_path: str, what: str) -> tuple[str, str]:
+    """Text and display name of a YAML file given by path, or shipped in ``package`` under that name."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path.read_text(), str(path)
+    names = packaged_names(package)
+    if name_or_path not in names:
+        raise ConfigError(f"unknown {what} {name_or_path!r}; valid {what}s: {', '.join(names)}")
+    return resources.files(package).joinpath(f"{name_or_path}.yaml").read_text(), f"{what} {name_or_path}"
+
+
 def task_names() -> list[str]:
     """Names of the packaged benchmark tasks."""
-    files = resources.files("ticketbench.tasks").iterdir()
-    return sorted(p.name[: -len(".yaml")] for p in files if p.name.endswith(".yaml"))
+    return packaged_names("ticketbench.tasks")
 
 
 def load_task(name_or_path: str) -> TaskConfig:
     """Load a packaged task by name, or a task YAML file by path, and validate it."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        text, where = path.read_text(), str(path)
-    elif name_or_path in task_names():
-        text = resources.files("ticketbench.tasks").joinpath(f"{name_or_path}.yaml").read_text()
-        where = f"task {name_or_path}"
-    else:
-        raise ConfigError(f"unknown task {name_or_path!r}; valid tasks: {', '.join(task_names())}")
+    text, where = read_yaml_source("ticketbench.tasks", name_or_path, "task")
     data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level")

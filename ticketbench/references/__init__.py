@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import yaml
 
-from ticketbench.config import ConfigError
+from ticketbench.config import ConfigError, packaged_names, read_yaml_source
 from ticketbench.stats import COMPARATORS
 
 KINDS = ("value", "delta_to_dense", "speedup_vs_dense", "arm_delta", "speedup_vs_arm")
@@ -148,17 +146,9 @@ def parse_references(text: str, path: str) -> References:
 
 
 def reference_tasks() -> list[str]:
-    files = resources.files("ticketbench.references").iterdir()
-    return sorted(p.name[: -len(".yaml")] for p in files if p.name.endswith(".yaml"))
+    return packaged_names("ticketbench.references")
 
 
 def load_references(task_or_path: str) -> References:
     """The references of a packaged task, or of a references YAML file given by path."""
-    path = Path(task_or_path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return parse_references(path.read_text(), str(path))
-    if task_or_path not in reference_tasks():
-        raise ConfigError(f"no references for task {task_or_path!r}; available: {', '.join(reference_tasks())}")
-    name = f"{task_or_path}.yaml"
-    return parse_references(resources.files("ticketbench.references").joinpath(name).read_text(),
-                            f"ticketbench/references/{name}")
+    return parse_references(*read_yaml_source("ticketbench.references", task_or_path, "references file"))
