@@ -17,7 +17,7 @@ import torch
 
 from ticketbench.data import BatchStream, DataError, load_arrays, make_split
 from ticketbench.data.idx import read_idx
-from ticketbench.data.store import Source
+from ticketbench.data.store import MNIST, Source
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -68,7 +68,7 @@ def _source(base_url: str, served: Path, corrupt: str | None = None) -> Source:
     for key, fname in _names().items():
         md5 = hashlib.md5((served / fname).read_bytes()).hexdigest()
         files[key] = (fname, "0" * 32 if key == corrupt else md5)
-    return Source(base_url=base_url, files=files)
+    return Source(base_url=base_url, files=files, parse=MNIST.parse)
 
 
 def test_download_parses_and_caches(server, official_files, tmp_path: Path) -> None:

@@ -124,7 +124,8 @@ def test_run_metadata_and_record_schema(tiny_task, fake_data_dir, tmp_path) -> N
     run = _run(tiny_task, tmp_path, fake_data_dir)
     meta = run.meta()
     assert meta["task"] == "lenet300-mnist" and meta["seed"] == 0 and meta["control"] == "none"
-    assert meta["config"]["optimizer"] == {"name": "adam", "lr": 1.2e-3, "momentum": 0.0, "weight_decay": 0.0}
+    assert meta["config"]["optimizer"] == {"name": "adam", "lr": 1.2e-3, "momentum": 0.0, "weight_decay": 0.0,
+                                           "milestones": [], "gamma": 0.1, "at_rewind": "fresh"}
     record = run.records()[1]
     assert set(record) >= {"level", "weights_remaining_percent", "layer_remaining_percent", "early_stop_step",
                            "val_loss_at_early_stop", "test_acc_at_early_stop", "test_acc_final",

@@ -18,16 +18,36 @@ class ConfigError(ValueError):
     """A task file or an override is invalid; the message is one line for the user."""
 
 
+def _option(default: Any) -> Any:
+    """A field added after the first schema: hashed into the fingerprint only when not at its default,
+    so adding an option never renames existing run directories."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("use a tuple default")
+    return field(default=default, metadata={"hash_if_set": True})
+
+
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """Optimizer settings; a fresh optimizer is built at the start of every level."""
+    """Optimizer settings and the step-wise learning-rate schedule.
+
+    The learning rate at absolute step ``s`` is ``lr * gamma ** (number of milestones <= s)``, so
+    a level that starts at the rewind step k continues the schedule from k. ``at_rewind`` says
+    what the optimizer state is at the start of a rewound level: ``fresh`` (empty momentum / Adam
+    moments, as open_lth) or ``rewind`` (the state captured at step k, alongside θ_k).
+    """
 
     name: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.0
     weight_decay: float = 0.0
+    milestones: tuple[int, ...] = _option(())
+    gamma: float = _option(0.1)
+    at_rewind: str = _option("fresh")
 
-    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {"name": ("adam", "sgd")}
+    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {"name": ("adam", "sgd"), "at_rewind": ("fresh", "rewind")}
+
+    def lr_at(self, step: int) -> float:
+        return self.lr * self.gamma ** sum(step >= m for m in self.milestones)
 
 
 @dataclass(frozen=True)
@@ -36,11 +56,13 @@ class PruningConfig:
 
     ``scope`` is ``layerwise`` (each layer loses ``rates[role]`` of its remaining weights, the
     role being the one the model gives the layer) or ``global`` (one ranking over all prunable
-    weights, removing ``rates["all"]`` of the remaining total).
+    weights, removing ``rates["all"]`` of the remaining total). Parameters whose names match a
+    pattern of ``exclude`` (fnmatch, e.g. ``"*.shortcut.*"``) are never pruned.
     """
 
     scope: str = "layerwise"
     rates: dict[str, float] = field(default_factory=lambda: {"hidden": 0.2, "output": 0.1})
+    exclude: tuple[str, ...] = _option(())  # glob patterns of parameter names never pruned
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {"scope": ("layerwise", "global")}
 
@@ -62,17 +84,29 @@ class TaskConfig:
     levels: int = 17
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
+    split: str = _option("random")      # validation hold-out: random, or stratified (equal per class)
+    augment: str = _option("none")      # none, or crop-flip (random 4-pixel-padded crop + horizontal flip)
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        "dataset": ("mnist",),
+        "dataset": ("mnist", "cifar10", "mnist1d"),
         "normalize": ("meanstd", "none"),
+        "split": ("random", "stratified"),
+        "augment": ("none", "crop-flip"),
     }
 
     def fingerprint(self) -> str:
         """Short hash of everything that changes what a level trains (not seed, arm or levels)."""
-        training = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("levels", "description")}
+        training = {k: v for k, v in _hash_view(self).items() if k not in ("levels", "description")}
         text = json.dumps(training, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _hash_view(obj: Any) -> Any:
+    """``dataclasses.asdict`` without the later options that sit at their defaults."""
+    if not dataclasses.is_dataclass(obj):
+        return list(obj) if isinstance(obj, tuple) else obj
+    return {f.name: _hash_view(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+            if not (f.metadata.get("hash_if_set") and getattr(obj, f.name) == f.default)}
 
 
 def _check_choice(cls: type, key: str, value: Any, where: str) -> None:
@@ -87,6 +121,11 @@ def _coerce(kind: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return from_mapping(kind, value, where)
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item = typing.get_args(kind)[0]
+        return tuple(_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value))
     if typing.get_origin(kind) is dict:
         if not isinstance(value, dict) or not value:
             raise ConfigError(f"{where}: expected a non-empty mapping of name: number, got {value!r}")
@@ -166,6 +205,10 @@ def validate(task: TaskConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: global pruning takes one rate named 'all', got {sorted(task.pruning.rates)}")
     if task.optimizer.lr <= 0:
         raise ConfigError(f"{where}: optimizer.lr must be > 0, got {task.optimizer.lr}")
+    if list(task.optimizer.milestones) != sorted(task.optimizer.milestones) or any(
+            not 0 < m < task.max_steps for m in task.optimizer.milestones):
+        raise ConfigError(f"{where}: optimizer.milestones must be increasing steps in (0, max_steps), "
+                          f"got {list(task.optimizer.milestones)}")
 
 
 def override(task: TaskConfig, **changes: Any) -> TaskConfig:

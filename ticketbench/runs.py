@@ -88,7 +88,7 @@ class RunDir:
         config = {k: v for k, v in dataclasses.asdict(task).items() if k != "levels"}
         meta_path = self.path / "meta.json"
         if meta_path.is_file():
-            if self.meta()["config"] != json.loads(json.dumps(config)):
+            if self.meta()["fingerprint"] != task.fingerprint():
                 raise RunError(f"{self.path} holds a run with a different configuration; choose another --out")
             return
         write_json(meta_path, {

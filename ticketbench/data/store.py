@@ -2,12 +2,14 @@
 
 Resolution order: ``data_dir`` (``--data-dir`` or ``TICKETBENCH_DATA``) -> the user cache
 directory -> download of the official files into the cache, converted once to ``<name>.npz``
-with the keys ``x_train, y_train, x_test, y_test`` (uint8).
+with the keys ``x_train, y_train, x_test, y_test`` (uint8). MNIST comes as four IDX gzip files,
+CIFAR-10 as the python-pickle tarball; both are md5-pinned.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import numpy as np
 import pooch
 
 from ticketbench.atomic import atomic_write
+from ticketbench.data.cifar import read_cifar10
 from ticketbench.data.idx import read_idx
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -24,12 +27,21 @@ class DataError(RuntimeError):
     """The dataset cannot be found, downloaded or read; the message says what to do."""
 
 
+def _parse_idx(paths: dict[str, Path]) -> dict[str, np.ndarray]:
+    return {key: read_idx(path).astype(np.uint8) for key, path in paths.items()}
+
+
+def _parse_cifar(paths: dict[str, Path]) -> dict[str, np.ndarray]:
+    return read_cifar10(paths["archive"])
+
+
 @dataclass(frozen=True)
 class Source:
-    """Official files of one dataset: a base URL and, per array key, (file name, md5)."""
+    """Official files of one dataset: a base URL, per file (name, md5), and a parser of the files."""
 
     base_url: str
     files: dict[str, tuple[str, str]]
+    parse: Callable[[dict[str, Path]], dict[str, np.ndarray]]
 
 
 MNIST = Source(
@@ -40,8 +52,14 @@ MNIST = Source(
         "x_test": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
         "y_test": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
     },
+    parse=_parse_idx,
 )
-SOURCES = {"mnist": MNIST}
+CIFAR10 = Source(
+    base_url="https://www.cs.toronto.edu/~kriz/",
+    files={"archive": ("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")},
+    parse=_parse_cifar,
+)
+SOURCES = {"mnist": MNIST, "cifar10": CIFAR10}
 
 
 def cache_dir() -> Path:
@@ -70,7 +88,7 @@ def download(name: str, dest: Path, source: Source | None = None) -> Path:
     """Fetch the official files of ``name`` (md5-checked by pooch), parse them, write ``dest/<name>.npz``."""
     source = source or SOURCES[name]
     raw_dir = dest / f"{name}-raw"
-    arrays = {}
+    paths = {}
     for key, (fname, md5) in source.files.items():
         try:
             path = pooch.retrieve(source.base_url + fname, known_hash=f"md5:{md5}", fname=fname,
@@ -82,7 +100,11 @@ def download(name: str, dest: Path, source: Source | None = None) -> Path:
                 f"cannot download {source.base_url + fname} ({type(err).__name__}); put {name}.npz in a "
                 f"directory and point TICKETBENCH_DATA (or --data-dir) at it"
             ) from None
-        arrays[key] = read_idx(Path(path)).astype(np.uint8)
+        paths[key] = Path(path)
+    try:
+        arrays = source.parse(paths)
+    except (ValueError, OSError, KeyError) as err:
+        raise DataError(f"the downloaded {name} files could not be parsed ({err})") from None
     out = dest / f"{name}.npz"
     atomic_write(out, lambda f: np.savez(f, **arrays))
     return out

@@ -7,13 +7,22 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ticketbench.models.init import glorot_normal_
+from ticketbench.models.conv import ConvNet
+from ticketbench.models.init import glorot_normal_, kaiming_normal_bn_uniform_, torch_default_uniform_
 from ticketbench.models.lenet import LeNet300
+from ticketbench.models.mlp1d import ResidualMLP
+from ticketbench.models.resnet import ResNet20
 from ticketbench.seeding import generator
+
+CONV_WIDTHS = {"conv2": (64,), "conv4": (64, 128), "conv6": (64, 128, 256)}
 
 # name -> (constructor, initialiser)
 MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module, torch.Generator], None]]] = {
     "lenet300": (LeNet300, glorot_normal_),
+    "resnet20": (ResNet20, kaiming_normal_bn_uniform_),
+    "mlp1d": (ResidualMLP, torch_default_uniform_),
+    **{name: (lambda w=w: ConvNet(w), glorot_normal_) for name, w in CONV_WIDTHS.items()},
+    **{f"{name}-dropout": (lambda w=w: ConvNet(w, dropout=0.5), glorot_normal_) for name, w in CONV_WIDTHS.items()},
 }
 
 

@@ -16,7 +16,7 @@ from ticketbench.config import TaskConfig
 from ticketbench.data.tensors import BatchStream, DeviceSplit
 from ticketbench.pruning.masks import Masks
 from ticketbench.training.callback import PruneRewind, State
-from ticketbench.training.module import Blocks, Classifier, accuracy
+from ticketbench.training.module import Blocks, Classifier, train_accuracy
 
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -63,7 +63,7 @@ def train_level(task: TaskConfig, model: nn.Module, masks: Masks, split: DeviceS
     trainer.fit(module)
     steps = trainer.global_step
     test_final = _test_accuracy(trainer, module)
-    train_final = accuracy(model, split.x_train, split.y_train)
+    train_final = train_accuracy(model, split)
     final_state = {k: v.clone() for k, v in model.state_dict().items()}
     test_early = float("nan")
     if callback.best_state is not None:

@@ -17,7 +17,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ticketbench.config import OptimizerConfig
-from ticketbench.data.tensors import BatchStream, DeviceSplit
+from ticketbench.data.tensors import PAD, BatchStream, DeviceSplit
 
 
 class Chunks:
@@ -77,7 +77,10 @@ class Classifier(L.LightningModule):
         return self.model(x)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(list(self.model.parameters()), self.optimizer_cfg)
+        opt = build_optimizer(list(self.model.parameters()), self.optimizer_cfg)
+        for group in opt.param_groups:
+            group["lr"] = self.optimizer_cfg.lr_at(self.blocks.start)
+        return opt
 
     def train_dataloader(self) -> Blocks:
         return self.blocks
@@ -90,10 +93,14 @@ class Classifier(L.LightningModule):
 
     def training_step(self, block: torch.Tensor) -> None:
         opt = self.optimizers()
-        x, y = self.split.x_train, self.split.y_train
-        total = torch.zeros((), device=x.device)
-        for idx in block:
-            loss = F.cross_entropy(self.model(x[idx]), y[idx])
+        schedule = self.optimizer_cfg.milestones
+        total = torch.zeros((), device=self.split.device)
+        for rows in block:
+            if schedule:  # the learning rate of this absolute step (a host-side value, no sync)
+                for group in opt.param_groups:
+                    group["lr"] = self.optimizer_cfg.lr_at(self.step)
+            x, y = self.split.train_batch(rows)
+            loss = F.cross_entropy(self.model(x), y)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             opt.step()
@@ -115,10 +122,17 @@ class Classifier(L.LightningModule):
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 10_000) -> float:
-    """Fraction of ``x`` classified correctly (one host sync at the end)."""
+def train_accuracy(model: nn.Module, split: DeviceSplit, chunk: int = 5_000) -> float:
+    """Fraction of the training split classified correctly, without augmentation (one host sync)."""
     was_training = model.training
     model.eval()
-    correct = sum((model(x[i : i + chunk]).argmax(1) == y[i : i + chunk]).sum() for i in range(0, len(y), chunk))
+    correct = torch.zeros((), dtype=torch.long, device=split.device)
+    for lo in range(0, len(split.y_train), chunk):
+        rows = torch.arange(lo, min(lo + chunk, len(split.y_train)), device=split.device)
+        if split.augments:  # the centre crop, unflipped
+            centre = torch.full_like(rows, PAD)
+            rows = torch.stack([rows, centre, centre, torch.zeros_like(rows)], dim=1)
+        x, y = split.train_batch(rows)
+        correct += (model(x).argmax(1) == y).sum()
     model.train(was_training)
-    return float(correct) / len(y)
+    return float(correct) / len(split.y_train)
