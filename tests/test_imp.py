@@ -34,8 +34,9 @@ def test_rewind_restores_theta_k_on_kept_and_zero_on_pruned(tiny_task, fake_data
     run = _run(tiny_task, tmp_path, fake_data_dir)
     theta_0 = build_model("lenet300", 0).state_dict()
     assert all(torch.equal(theta_0[k], v) for k, v in run.load_rewind().items())
-    model, masks, start = starting_point(tiny_task, 0, "none", 2, run, run)
-    assert start == 0
+    start = starting_point(tiny_task, 0, "none", 2, run, run)
+    model, masks = start.model, start.masks
+    assert start.step == 0 and start.optimizer_state is None
     for name, mask in masks.items():
         w = model.get_parameter(name)
         assert torch.equal(w[mask], theta_0[name][mask])
@@ -104,11 +105,13 @@ def test_controls_use_the_winning_ticket_masks(tiny_task, fake_data_dir, tmp_pat
     theta = imp.load_rewind()
     for level in (1, 2):
         ticket = imp.load_masks(level)
-        model, masks, _ = starting_point(tiny_task, 0, "reinit", level, reinit, imp)
+        start = starting_point(tiny_task, 0, "reinit", level, reinit, imp)
+        model, masks = start.model, start.masks
         for n, m in masks.items():
             assert torch.equal(m, ticket[n])
             assert (model.get_parameter(n)[m] != theta[n][m]).all(), "reinit kept an original value"
-        model, masks, _ = starting_point(tiny_task, 0, "random-prune", level, rand, imp)
+        start = starting_point(tiny_task, 0, "random-prune", level, rand, imp)
+        model, masks = start.model, start.masks
         for n, m in masks.items():
             assert int(m.sum()) == int(ticket[n].sum()) and not torch.equal(m, ticket[n])
             assert torch.equal(model.get_parameter(n)[m], theta[n][m])

@@ -192,10 +192,12 @@ def load_task(name_or_path: str) -> TaskConfig:
 def validate(task: TaskConfig, where: str = "config") -> None:
     """Range checks that types alone cannot express."""
     positive = {"batch_size": task.batch_size, "max_steps": task.max_steps,
-                "eval_every": task.eval_every, "levels": task.levels, "val_size": task.val_size}
+                "eval_every": task.eval_every, "levels": task.levels}
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{where}: {key} must be >= 1, got {value}")
+    if task.val_size < 0:
+        raise ConfigError(f"{where}: val_size must be >= 0 (0: no validation, no early stop), got {task.val_size}")
     if not 0 <= task.rewind_step < task.max_steps:
         raise ConfigError(f"{where}: rewind_step must be in [0, max_steps), got {task.rewind_step}")
     for role, rate in task.pruning.rates.items():

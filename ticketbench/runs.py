@@ -6,6 +6,7 @@ Layout of ``<out>/<task>/<arm>-seed<S>-<fingerprint>/``::
     levels/level_NN.json     one record per finished level (written last: it marks the level done)
     masks/level_NN.npz       the mask level NN trained with (IMP also writes the next level's ahead)
     rewind.pt                θ_k, the weights and buffers at the rewind step (IMP arm; not evidence)
+    rewind_optimizer.pt      the optimizer state at step k, when the task rewinds it (not evidence)
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ def finite_or_none(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
 
+def _on_cpu(obj: Any) -> Any:
+    """A copy of nested dicts/lists of tensors with every tensor on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_on_cpu(v) for v in obj)
+    return obj
+
+
 @dataclass(frozen=True)
 class RunDir:
     """One arm of one task and seed under one configuration."""
@@ -83,7 +95,7 @@ class RunDir:
     def meta(self) -> dict[str, Any]:
         return json.loads((self.path / "meta.json").read_text())
 
-    def start(self, task: TaskConfig, seed: int, control: str) -> None:
+    def start(self, task: TaskConfig, seed: int, control: str, pruned: dict[str, str]) -> None:
         """Write meta.json for a new run, or check that an existing run used the same config."""
         config = {k: v for k, v in dataclasses.asdict(task).items() if k != "levels"}
         meta_path = self.path / "meta.json"
@@ -93,7 +105,7 @@ class RunDir:
             return
         write_json(meta_path, {
             "task": task.name, "arm": CONTROLS[control], "control": control, "seed": seed,
-            "fingerprint": task.fingerprint(), "config": config, "code": code_version(),
+            "fingerprint": task.fingerprint(), "config": config, "pruned_tensors": pruned, "code": code_version(),
             "command": ["ticketbench", *sys.argv[1:]], "device": "cuda" if torch.cuda.is_available() else "cpu",
         })
 
@@ -103,8 +115,17 @@ class RunDir:
     def load_masks(self, level: int) -> Masks:
         return load_masks(self.mask_path(level))
 
-    def save_rewind(self, state: dict[str, torch.Tensor]) -> None:
-        atomic_write(self.rewind_path, lambda f: torch.save({k: v.cpu() for k, v in state.items()}, f))
+    def save_rewind(self, state: dict[str, torch.Tensor], optimizer_state: dict | None = None) -> None:
+        """θ_k, and the optimizer state at step k when the task rewinds it too."""
+        if optimizer_state is not None:
+            atomic_write(self.path / "rewind_optimizer.pt", lambda f: torch.save(_on_cpu(optimizer_state), f))
+        atomic_write(self.rewind_path, lambda f: torch.save(_on_cpu(state), f))
+
+    def load_rewind_optimizer(self) -> dict:
+        path = self.path / "rewind_optimizer.pt"
+        if not path.is_file():
+            raise RunError(f"{path} is missing: the optimizer state at the rewind step is lost; start a new --out")
+        return torch.load(path, weights_only=True)
 
     def load_rewind(self) -> dict[str, torch.Tensor]:
         if not self.rewind_path.is_file():

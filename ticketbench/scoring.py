@@ -71,8 +71,10 @@ class Diverged(Exception):
 
 def _quantity(record: dict, name: str) -> float:
     value = record.get(name)
-    if record.get("diverged") or value is None or not math.isfinite(value):
+    if record.get("diverged") or (value is not None and not math.isfinite(value)):
         raise Diverged(f"level {record['level']} of {record['arm']} diverged")
+    if value is None:
+        raise Unmeasurable(f"{name} is not recorded (e.g. no validation split)")
     return 100.0 * value if name.endswith("acc") or "_acc_" in name else float(value)
 
 

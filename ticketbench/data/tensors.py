@@ -109,8 +109,8 @@ def make_split(arrays: dict[str, np.ndarray], dataset: str, normalize: str, val_
                device: torch.device | str = "cpu", stratified: bool = False, augment: bool = False) -> DeviceSplit:
     """Hold out ``val_size`` training examples for validation (seeded by ``split_seed``)."""
     n = len(arrays["x_train"])
-    if not 0 < val_size < n:
-        raise DataError(f"val_size must be between 1 and {n - 1} (the {dataset} training set has {n}), got {val_size}")
+    if not 0 <= val_size < n:
+        raise DataError(f"val_size must be between 0 and {n - 1} (the {dataset} training set has {n}), got {val_size}")
     train_idx, val_idx = _holdout(arrays["y_train"], val_size, split_seed, stratified)
     y = torch.from_numpy(arrays["y_train"].astype(np.int64))
     x_val = _images(arrays["x_train"][val_idx.numpy()], dataset, normalize)

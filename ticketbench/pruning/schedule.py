@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
+
 import torch
 from torch import nn
 
 from ticketbench.config import PruningConfig
 from ticketbench.pruning.masks import Masks
 from ticketbench.pruning.select import global_count, layerwise_counts, prune_global, prune_layerwise
+
+
+def pruned_tensors(model: nn.Module, pruning: PruningConfig) -> dict[str, str]:
+    """The tensors this task prunes, with their roles: the model's prunable ones minus ``exclude``."""
+    return {n: r for n, r in model.roles.items() if not any(fnmatch(n, pat) for pat in pruning.exclude)}
 
 
 def magnitude_scores(model: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@ the rewind step, and the weights at minimum validation loss kept for the early-s
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -28,7 +29,9 @@ class PruneRewind(L.Callback):
       step by one fused ``torch._foreach_mul_`` (an optimizer step post-hook), so weight decay
       and momentum can never revive a pruned weight.
     - Rewind point: when ``capture_step`` is reached, the model's parameters and buffers are
-      copied into :attr:`rewind_state` (θ_k).
+      copied into :attr:`rewind_state` (θ_k) and the optimizer state into
+      :attr:`rewind_optimizer_state`; a level that resumes an optimizer state gets it as
+      ``initial_optimizer_state``, loaded before its first step.
     - Early stop: after each validation on the ``eval_every`` cadence, the step and weights of the
       lowest validation loss so far are kept (the earliest one on ties). NaN or infinite
       validation loss marks the level as diverged.
@@ -37,7 +40,9 @@ class PruneRewind(L.Callback):
     masks: Masks
     eval_every: int
     capture_step: int | None = None
+    initial_optimizer_state: dict | None = None
     rewind_state: State | None = None
+    rewind_optimizer_state: dict | None = None
     best_step: int | None = None
     best_val_loss: float = math.inf
     best_val_acc: float = math.nan
@@ -48,6 +53,8 @@ class PruneRewind(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model
         apply_masks(model, self.masks)
+        if self.initial_optimizer_state is not None:
+            trainer.optimizers[0].load_state_dict(self.initial_optimizer_state)
         params = [model.get_parameter(n) for n in self.masks]
         factors = [m.to(device=p.device, dtype=p.dtype) for m, p in zip(self.masks.values(), params, strict=True)]
 
@@ -64,10 +71,13 @@ class PruneRewind(L.Callback):
     def _maybe_capture(self, pl_module: L.LightningModule) -> None:
         if self.capture_step is not None and self.rewind_state is None and pl_module.step == self.capture_step:
             self.rewind_state = snapshot(pl_module.model)
+            self.rewind_optimizer_state = copy.deepcopy(pl_module.trainer.optimizers[0].state_dict())
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = pl_module.step
         if trainer.sanity_checking or (step % self.eval_every and step != pl_module.blocks.stop):
+            return
+        if "val/loss" not in trainer.callback_metrics:  # no validation split
             return
         loss = float(trainer.callback_metrics["val/loss"])
         if not math.isfinite(loss):

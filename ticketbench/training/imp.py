@@ -3,8 +3,10 @@
 Level 0 trains the dense network from θ0 and captures θ_k at the rewind step k. Every later
 level L prunes the previous level's *final* weights by magnitude (one round of the task's
 schedule), rewinds the kept weights to θ_k, and trains again from step k with a fresh
-optimizer. What is rewound: every parameter and buffer (θ_k); the optimizer state is not
-(each level starts a fresh optimizer, as in Frankle & Carbin and open_lth).
+optimizer. What is rewound: every parameter and buffer (θ_k, BatchNorm statistics included) and
+the learning-rate schedule (positioned at k); the optimizer state only when the task's
+``optimizer.at_rewind`` is ``rewind`` — by default each level starts with empty momentum / Adam
+moments, as in Frankle & Carbin and open_lth.
 
 Controls reuse the winning-ticket (IMP) run of the same task, seed and configuration, level by
 level, and start at level 1 (their level 0 would be the dense network again):
@@ -16,15 +18,16 @@ level, and start at level 1 (their level 0 would be the dense network again):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from ticketbench.config import TaskConfig
 from ticketbench.data import BatchStream, load_arrays, make_split
-from ticketbench.models import build_model, prunable
+from ticketbench.models import build_model
 from ticketbench.pruning.masks import Masks, apply_masks, full_masks, layer_remaining_percent, remaining_percent
-from ticketbench.pruning.schedule import next_masks
+from ticketbench.pruning.schedule import next_masks, pruned_tensors
 from ticketbench.pruning.select import random_masks
 from ticketbench.runs import CONTROLS, RunDir, RunError, finite_or_none
 from ticketbench.seeding import derive_seed, generator
@@ -38,17 +41,31 @@ def require_ticket(imp: RunDir, level: int, control: str) -> None:
                        f"{imp.mask_path(level)}; run the same command with --control none first")
 
 
-def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: RunDir,
-                   imp: RunDir) -> tuple[nn.Module, Masks, int]:
-    """Model (at its rewind point, masked), masks and start step of ``level`` of one arm."""
+@dataclass
+class Start:
+    """Where a level begins: the masked model at its rewind point, its masks, the step, and the
+    optimizer state to resume (None: a fresh optimizer)."""
+
+    model: nn.Module
+    masks: Masks
+    step: int
+    optimizer_state: dict | None = None
+
+
+def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: RunDir, imp: RunDir) -> Start:
+    """The start of ``level`` of one arm."""
+    optimizer_state = None
     if control == "reinit":
         model = build_model(task.model, derive_seed(seed, "reinit"))
     else:
         model = build_model(task.model, seed)
         if level > 0:
             model.load_state_dict(imp.load_rewind())
+            if task.optimizer.at_rewind == "rewind":
+                optimizer_state = imp.load_rewind_optimizer()
     if control == "none":
-        masks = full_masks(model, list(prunable(model))) if level == 0 else run.load_masks(level)
+        names = list(pruned_tensors(model, task.pruning))
+        masks = full_masks(model, names) if level == 0 else run.load_masks(level)
     else:
         require_ticket(imp, level, control)
         masks = imp.load_masks(level)
@@ -56,7 +73,7 @@ def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: R
             counts = {n: int(m.sum()) for n, m in masks.items()}
             masks = random_masks(masks, counts, generator(seed, "random-prune", level))
     apply_masks(model, masks)
-    return model, masks, (0 if level == 0 else task.rewind_step)
+    return Start(model, masks, 0 if level == 0 else task.rewind_step, optimizer_state)
 
 
 def record(task: TaskConfig, seed: int, control: str, level: int, masks: Masks, result: LevelResult) -> dict:
@@ -86,23 +103,27 @@ def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
     todo = [lvl for lvl in range(0 if control == "none" else 1, task.levels) if not run.has_level(lvl)]
     if todo and control != "none":
         require_ticket(imp, todo[0], control)
-    run.start(task, seed, control)
+    run.start(task, seed, control, pruned_tensors(build_model(task.model, seed), task.pruning))
     if not todo:
         echo(f"{run.path}: all {task.levels} levels already finished")
         return run
     device = default_device()
-    split = make_split(load_arrays(task.dataset, data_dir), task.dataset, task.normalize, task.val_size, seed, device)
-    stream = BatchStream(len(split.y_train), task.batch_size, seed)
+    augment = task.augment == "crop-flip"
+    split = make_split(load_arrays(task.dataset, data_dir), task.dataset, task.normalize, task.val_size, seed,
+                       device, stratified=task.split == "stratified", augment=augment)
+    stream = BatchStream(len(split.y_train), task.batch_size, seed, augment=augment)
     for level in todo:
-        model, masks, start = starting_point(task, seed, control, level, run, imp)
-        run.save_masks(level, masks)
+        start = starting_point(task, seed, control, level, run, imp)
+        run.save_masks(level, start.masks)
         capture = control == "none" and level == 0
-        result = train_level(task, model.to(device), masks, split, stream, start, capture, progress)
+        result = train_level(task, start.model.to(device), start.masks, split, stream, start.step, capture,
+                             progress, start.optimizer_state)
         if capture:
-            run.save_rewind(result.rewind_state)
+            run.save_rewind(result.rewind_state, result.rewind_optimizer_state)
         if control == "none":
-            run.save_masks(level + 1, next_masks(model, masks, prunable(model), task.pruning))
-        rec = record(task, seed, control, level, masks, result)
+            roles = pruned_tensors(start.model, task.pruning)
+            run.save_masks(level + 1, next_masks(start.model, start.masks, roles, task.pruning))
+        rec = record(task, seed, control, level, start.masks, result)
         run.save_record(rec)
         echo(f"[{rec['arm']} seed {seed}] level {level:2d}  P_m {rec['weights_remaining_percent']:6.2f}%  "
              f"early stop {rec['early_stop_step']}  test acc there {100 * (rec['test_acc_at_early_stop'] or 0):.2f}%  "

@@ -38,6 +38,7 @@ class LevelResult:
     seconds: float
     diverged: bool
     rewind_state: State | None
+    rewind_optimizer_state: dict | None
 
 
 def _test_accuracy(trainer: L.Trainer, module: Classifier) -> float:
@@ -45,18 +46,21 @@ def _test_accuracy(trainer: L.Trainer, module: Classifier) -> float:
 
 
 def train_level(task: TaskConfig, model: nn.Module, masks: Masks, split: DeviceSplit, stream: BatchStream,
-                start_step: int, capture_rewind: bool, progress: bool = False) -> LevelResult:
+                start_step: int, capture_rewind: bool, progress: bool = False,
+                optimizer_state: dict | None = None) -> LevelResult:
     """Train ``model`` (already at its rewind point) under ``masks`` from ``start_step`` to the end.
 
-    On return ``model`` holds its final weights (the ones the next pruning round reads).
+    On return ``model`` holds its final weights (the ones the next pruning round reads). Without
+    a validation split there is no early stop: the early-stop fields stay empty.
     """
     began = time.perf_counter()
     cadence = list(range(task.eval_every, task.max_steps, task.eval_every))
     blocks = Blocks(stream, start_step, task.max_steps, cadence + [task.rewind_step])
     module = Classifier(model, split, blocks, task.optimizer)
-    callback = PruneRewind(masks, task.eval_every, task.rewind_step if capture_rewind else None)
+    callback = PruneRewind(masks, task.eval_every, task.rewind_step if capture_rewind else None, optimizer_state)
     trainer = L.Trainer(
         accelerator=split.device.type, devices=1, max_epochs=1, val_check_interval=1,
+        limit_val_batches=1.0 if len(split.y_val) else 0,
         check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=progress, callbacks=[callback],
     )
@@ -75,6 +79,7 @@ def train_level(task: TaskConfig, model: nn.Module, masks: Masks, split: DeviceS
         val_acc_at_early_stop=callback.best_val_acc, test_acc_at_early_stop=test_early,
         test_acc_final=test_final, train_acc_final=train_final, start_step=start_step, steps=steps,
         seconds=time.perf_counter() - began, diverged=callback.diverged, rewind_state=callback.rewind_state,
+        rewind_optimizer_state=callback.rewind_optimizer_state,
     )
 
 
