@@ -59,3 +59,17 @@ def write_run(root: Path, seed: int, arm: str, rows: list[tuple[int, float | Non
             "val_acc_at_early_stop": acc, "diverged": acc is None, "start_step": 0, "steps": 50_000,
         })
     return path
+
+
+@pytest.fixture(scope="session")
+def fake_cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cifar10.npz with 200 train / 50 test random 32x32 RGB images, sorted by class like the real copy."""
+    rng = np.random.default_rng(1)
+    directory = tmp_path_factory.mktemp("fake-cifar")
+    np.savez(
+        directory / "cifar10.npz",
+        x_train=rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8),
+        y_train=np.repeat(np.arange(10, dtype=np.uint8), 20),
+        x_test=rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8), y_test=rng.integers(0, 10, 50, dtype=np.uint8),
+    )
+    return directory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -46,21 +47,29 @@ def _names() -> dict[str, str]:
             "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz"}
 
 
-@pytest.fixture
-def server(official_files) -> Iterator[tuple[str, list[str]]]:
-    """A real HTTP server on 127.0.0.1 serving the fabricated files; yields (base URL, request log)."""
-    served, _ = official_files
-    requests: list[str] = []
+@contextlib.contextmanager
+def serve(directory: Path, requests: list[str] | None = None) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 serving ``directory``; yields its base URL, logs request paths."""
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
-            requests.append(self.path)
+            if requests is not None:
+                requests.append(self.path)
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/", requests
-    httpd.shutdown()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+
+
+@pytest.fixture
+def server(official_files) -> Iterator[tuple[str, list[str]]]:
+    """The fabricated MNIST files served over HTTP; yields (base URL, request log)."""
+    requests: list[str] = []
+    with serve(official_files[0], requests) as url:
+        yield url, requests
 
 
 def _source(base_url: str, served: Path, corrupt: str | None = None) -> Source:

@@ -23,7 +23,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="ticketbench", description="Lottery Ticket Hypothesis benchmarks.")
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train the levels of one arm of a task (resumes a finished prefix)")
-    run.add_argument("task", help=f"task name ({', '.join(task_names())}) or a task YAML file")
+    run.add_argument("task", nargs="?", default="mnist1d-mlp",
+                     help=f"task name ({', '.join(task_names())}) or a task YAML file (default: mnist1d-mlp)")
     run.add_argument("--levels", type=_positive, help="levels in total, level 0 dense (17 -> 16 pruning rounds)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--max-steps", type=_positive, help="training steps per level")

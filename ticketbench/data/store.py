@@ -19,6 +19,7 @@ import pooch
 from ticketbench.atomic import atomic_write
 from ticketbench.data.cifar import read_cifar10
 from ticketbench.data.idx import read_idx
+from ticketbench.data.mnist1d import make_mnist1d
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -60,6 +61,7 @@ CIFAR10 = Source(
     parse=_parse_cifar,
 )
 SOURCES = {"mnist": MNIST, "cifar10": CIFAR10}
+GENERATED = {"mnist1d": make_mnist1d}  # built offline, never downloaded
 
 
 def cache_dir() -> Path:
@@ -112,8 +114,10 @@ def download(name: str, dest: Path, source: Source | None = None) -> Path:
 
 def load_arrays(name: str, data_dir: str | Path | None = None, source: Source | None = None) -> dict[str, np.ndarray]:
     """Return the uint8 arrays of dataset ``name``, downloading into the cache when absent."""
+    if name in GENERATED:
+        return GENERATED[name]()
     if name not in SOURCES:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(SOURCES)}")
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join([*SOURCES, *GENERATED])}")
     dirs = candidate_dirs(data_dir)
     for directory in dirs:
         path = directory / f"{name}.npz"

@@ -71,7 +71,10 @@ def crop_flip(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: to
 
 
 def _images(x: np.ndarray, dataset: str, normalize: str) -> torch.Tensor:
-    """uint8 [N, H, W(, C)] -> float32 [N, C, H, W], scaled to [0, 1] and optionally standardised."""
+    """uint8 [N, H, W(, C)] -> float32 [N, C, H, W], scaled to [0, 1] and optionally standardised;
+    float features (MNIST-1D, already standardised by its generator) pass through as float32."""
+    if x.dtype != np.uint8:
+        return torch.from_numpy(x).float()
     t = _channels_first(x).float().div_(255.0)
     if normalize == "meanstd":
         mean, std = _stats(dataset)

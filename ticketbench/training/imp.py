@@ -125,7 +125,17 @@ def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
             run.save_masks(level + 1, next_masks(start.model, start.masks, roles, task.pruning))
         rec = record(task, seed, control, level, start.masks, result)
         run.save_record(rec)
-        echo(f"[{rec['arm']} seed {seed}] level {level:2d}  P_m {rec['weights_remaining_percent']:6.2f}%  "
-             f"early stop {rec['early_stop_step']}  test acc there {100 * (rec['test_acc_at_early_stop'] or 0):.2f}%  "
-             f"(final {100 * (rec['test_acc_final'] or 0):.2f}%)  {rec['seconds']:.0f} s")
+        echo(level_line(rec))
     return run
+
+
+def level_line(rec: dict) -> str:
+    """One line per finished level for the terminal."""
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.2f}%"
+
+    early = "" if rec["early_stop_step"] is None else (
+        f"early stop {rec['early_stop_step']}  test acc there {pct(rec['test_acc_at_early_stop'])}  ")
+    return (f"[{rec['arm']} seed {rec['seed']}] level {rec['level']:2d}  P_m {rec['weights_remaining_percent']:6.2f}%  "
+            f"{early}final test acc {pct(rec['test_acc_final'])}  {rec['seconds']:.0f} s"
+            + ("  DIVERGED" if rec["diverged"] else ""))
