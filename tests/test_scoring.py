@@ -160,6 +160,11 @@ def test_check_exit_codes_through_the_cli(tmp_path) -> None:
     failed = ticketbench("check", str(bad))
     assert failed.returncode == 1 and "claim reinit-below-dense-pm21 FAILs" in failed.stderr
     assert "claim pm21-ticket-vs-reinit-accuracy FAILs" in failed.stderr
+    allowed = ticketbench("check", str(bad), "--allow-fail", "reinit-below-dense-pm21,pm21-ticket-vs-reinit-accuracy")
+    assert allowed.returncode == 0 and "allowed as a documented finding" in allowed.stderr
+    assert ticketbench("check", str(bad), "--allow-fail", "reinit-below-dense-pm21").returncode == 1
+    typo = ticketbench("check", str(bad), "--allow-fail", "reinit-below-dense")
+    assert typo.returncode == 2 and "unknown claim 'reinit-below-dense'" in typo.stderr
     regressed = _good_runs(tmp_path / "regressed", seeds=(0,))
     level = regressed / "imp-seed0-f0" / "levels" / "level_05.json"
     level.write_text(json.dumps(dict(json.loads(level.read_text()), test_acc_at_early_stop=0.981)))

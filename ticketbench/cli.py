@@ -48,6 +48,8 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--baseline", type=Path, help="stored runs of the same task to compare level by level")
     check.add_argument("--tolerance", type=float, default=0.5,
                        help="allowed drop of mean test accuracy below the baseline, in pp (default 0.5)")
+    check.add_argument("--allow-fail", default="", metavar="ID,...",
+                       help="claims whose FAIL is a documented finding: reported, but not failing the check")
     report = sub.add_parser("report", help="figures: accuracy and early-stop step against % weights remaining")
     report.add_argument("runs", nargs="+", type=Path, help=runs_help)
     report.add_argument("--references", help="a references YAML file (default: the task's own)")
@@ -76,7 +78,18 @@ def _verdicts(args: argparse.Namespace) -> int:
         for path in figures(results, run_set, out):
             print(f"wrote {path}")
         return 0
-    failures = [f"claim {r.claim.id} FAILs" + (f" ({r.note})" if r.note else "") for r in results if r.gate_failed]
+    allowed = {i for i in args.allow_fail.split(",") if i}
+    unknown = sorted(allowed - {r.claim.id for r in results})
+    if unknown:
+        ids = ", ".join(r.claim.id for r in results)
+        raise ConfigError(f"--allow-fail names unknown claim {unknown[0]!r}; claims: {ids}")
+    failures = []
+    for r in (r for r in results if r.gate_failed):
+        line = f"claim {r.claim.id} FAILs" + (f" ({r.note})" if r.note else "")
+        if r.claim.id in allowed:
+            print(f"check: {line} — allowed as a documented finding", file=sys.stderr)
+        else:
+            failures.append(line)
     if args.baseline is not None:
         failures += regressions(run_set, load_run_set([args.baseline]), args.tolerance)
     for line in failures:
