@@ -10,7 +10,7 @@ import torch
 
 from ticketbench.config import OptimizerConfig, override
 from ticketbench.data import BatchStream, load_arrays, make_split
-from ticketbench.models import build_model, prunable
+from ticketbench.models import build_model
 from ticketbench.pruning.masks import full_masks
 from ticketbench.pruning.select import random_masks
 from ticketbench.runs import RunDir, RunError
@@ -50,7 +50,7 @@ def test_late_rewind_captures_the_weights_at_step_k(tiny_task, fake_data_dir, tm
     arrays = load_arrays("mnist", fake_data_dir)
     split = make_split(arrays, "mnist", "meanstd", task.val_size, 0)
     model = build_model("lenet300", 0)
-    train_level(override(task, max_steps=20, rewind_step=0), model, full_masks(model, list(prunable(model))),
+    train_level(override(task, max_steps=20, rewind_step=0), model, full_masks(model, list(dict(model.roles))),
                 split, BatchStream(len(split.y_train), task.batch_size, 0), 0, False)
     rewind = run.load_rewind()
     assert all(torch.equal(rewind[k], v) for k, v in model.state_dict().items())
@@ -65,7 +65,7 @@ def test_pruned_weights_stay_exactly_zero(tiny_task, fake_data_dir, optimizer) -
     task = dataclasses.replace(tiny_task, optimizer=optimizer)
     split = make_split(load_arrays("mnist", fake_data_dir), "mnist", "meanstd", task.val_size, 0)
     model = build_model("lenet300", 0)
-    names = list(prunable(model))
+    names = list(dict(model.roles))
     masks = random_masks(full_masks(model, names), {n: model.get_parameter(n).numel() // 3 for n in names},
                          torch.Generator().manual_seed(0))
     before = {n: model.get_parameter(n).detach().clone() for n in names}

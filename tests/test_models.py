@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from ticketbench.models import build_model, prunable
+from ticketbench.models import build_model
 
 
 def test_lenet300_layout_and_prunable_count() -> None:
     model = build_model("lenet300", 0)
-    shapes = {n: tuple(model.get_parameter(n).shape) for n in prunable(model)}
+    shapes = {n: tuple(model.get_parameter(n).shape) for n in dict(model.roles)}
     assert shapes == {"fc1.weight": (300, 784), "fc2.weight": (100, 300), "fc3.weight": (10, 100)}
     assert sum(math.prod(s) for s in shapes.values()) == 266_200
     assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ticketbench.config import PruningConfig
-from ticketbench.models import build_model, prunable
+from ticketbench.models import build_model
 from ticketbench.pruning.masks import full_masks, kept, load_masks, remaining_percent, save_masks
 from ticketbench.pruning.schedule import next_masks
 from ticketbench.pruning.select import prune_global, prune_layerwise, random_masks
@@ -17,7 +17,7 @@ FC = PruningConfig(scope="layerwise", rates={"hidden": 0.2, "output": 0.1})
 def _imp_rounds(rounds: int, pruning: PruningConfig = FC):
     """Masks of LeNet-300-100 after each of ``rounds`` magnitude rounds (fresh random weights each round)."""
     model = build_model("lenet300", 0)
-    roles = prunable(model)
+    roles = dict(model.roles)
     masks = full_masks(model, list(roles))
     history = [masks]
     for r in range(rounds):

@@ -1,4 +1,5 @@
-"""Model registry: each model names its prunable weights and their roles in ``roles``."""
+"""Model registry. Each model names its prunable tensors and their roles (hidden, output, conv, fc, ...)
+in a ``roles`` dict; the pruning rates of a task are given per role."""
 
 from __future__ import annotations
 
@@ -34,8 +35,3 @@ def build_model(name: str, init_seed: int) -> nn.Module:
     model = make()
     initialise(model, generator(init_seed, "init"))
     return model
-
-
-def prunable(model: nn.Module) -> dict[str, str]:
-    """Prunable parameter names of ``model`` mapped to their roles (e.g. hidden / output)."""
-    return dict(model.roles)
