@@ -126,7 +126,8 @@ def _reference_points(results: list[ClaimResult], run_set: RunSet, quantity: str
 
 
 def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[Path]:
-    """Test accuracy at early stop and early-stop step against % weights remaining (PNG and SVG)."""
+    """Test accuracy at early stop and early-stop step against % weights remaining (PNG and SVG);
+    for tasks without a validation split, test accuracy at the end of training."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,8 +136,11 @@ def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[
     arms = [a for a in ARM_STYLE if any(a in s for s in run_set.seeds.values())]
     n = len(run_set.seeds)
     written = []
+    early_stops = bool(_curves(run_set, "imp", "early_stop_step")[0])  # tasks without validation have none
     panels = [("test_acc_at_early_stop", "Test accuracy at early stop (%)", "accuracy"),
               ("early_stop_step", "Early-stop iteration (min. validation loss)", "early_stop")]
+    if not early_stops:
+        panels = [("test_acc_final", "Test accuracy at the end of training (%)", "accuracy")]
     for quantity, ylabel, stem in panels:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150)
         for arm in arms:
