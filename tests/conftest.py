@@ -11,17 +11,29 @@ import pytest
 from ticketbench.config import TaskConfig, load_task, override
 
 
+def _fake_dataset(directory: Path, name: str, shape: tuple[int, ...], n_train: int, n_test: int,
+                  seed: int, sorted_labels: bool = False) -> Path:
+    """Random uint8 images and labels in the <name>.npz layout of the real datasets."""
+    rng = np.random.default_rng(seed)
+    y_train = (np.repeat(np.arange(10), n_train // 10) if sorted_labels else rng.integers(0, 10, n_train))
+    np.savez(directory / f"{name}.npz",
+             x_train=rng.integers(0, 256, (n_train, *shape), dtype=np.uint8), y_train=y_train.astype(np.uint8),
+             x_test=rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+             y_test=rng.integers(0, 10, n_test, dtype=np.uint8))
+    return directory
+
+
 @pytest.fixture(scope="session")
 def fake_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """mnist.npz with 600 train / 100 test random 28x28 images (engine tests, no real data)."""
-    rng = np.random.default_rng(0)
-    directory = tmp_path_factory.mktemp("fake-data")
-    np.savez(
-        directory / "mnist.npz",
-        x_train=rng.integers(0, 256, (600, 28, 28), dtype=np.uint8), y_train=rng.integers(0, 10, 600, dtype=np.uint8),
-        x_test=rng.integers(0, 256, (100, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 100, dtype=np.uint8),
-    )
-    return directory
+    return _fake_dataset(tmp_path_factory.mktemp("fake-data"), "mnist", (28, 28), 600, 100, seed=0)
+
+
+@pytest.fixture(scope="session")
+def fake_cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cifar10.npz with 200 train / 50 test random 32x32 RGB images, sorted by class like the real copy."""
+    return _fake_dataset(tmp_path_factory.mktemp("fake-cifar"), "cifar10", (32, 32, 3), 200, 50, seed=1,
+                         sorted_labels=True)
 
 
 @pytest.fixture
@@ -30,14 +42,22 @@ def tiny_task() -> TaskConfig:
     return override(load_task("lenet300-mnist"), val_size=100, batch_size=20, max_steps=40, eval_every=10, levels=3)
 
 
-@pytest.fixture(scope="session")
-def real_data_dir() -> Path:
-    """The directory of the verified real datasets (TICKETBENCH_DATA); skips when mnist.npz is absent."""
+def _real_data(filename: str) -> Path:
+    """The directory of the verified real datasets (TICKETBENCH_DATA); skips when ``filename`` is absent."""
     chosen = os.environ.get("TICKETBENCH_DATA")
-    if not chosen or not (Path(chosen) / "mnist.npz").is_file():
-        pytest.skip("real MNIST not available: set TICKETBENCH_DATA to a directory holding mnist.npz")
+    if not chosen or not (Path(chosen) / filename).is_file():
+        pytest.skip(f"real data not available: set TICKETBENCH_DATA to a directory holding {filename}")
     return Path(chosen)
 
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    return _real_data("mnist.npz")
+
+
+@pytest.fixture(scope="session")
+def real_cifar_dir() -> Path:
+    return _real_data("cifar10.npz")
 
 def lenet_p_m(level: int) -> float:
     """P_m of the F&C LeNet schedule after ``level`` rounds (closed form)."""
@@ -59,17 +79,3 @@ def write_run(root: Path, seed: int, arm: str, rows: list[tuple[int, float | Non
             "val_acc_at_early_stop": acc, "diverged": acc is None, "start_step": 0, "steps": 50_000,
         })
     return path
-
-
-@pytest.fixture(scope="session")
-def fake_cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """cifar10.npz with 200 train / 50 test random 32x32 RGB images, sorted by class like the real copy."""
-    rng = np.random.default_rng(1)
-    directory = tmp_path_factory.mktemp("fake-cifar")
-    np.savez(
-        directory / "cifar10.npz",
-        x_train=rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8),
-        y_train=np.repeat(np.arange(10, dtype=np.uint8), 20),
-        x_test=rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8), y_test=rng.integers(0, 10, 50, dtype=np.uint8),
-    )
-    return directory

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
 from test_cli import ticketbench
 
 from ticketbench.config import load_task, override
 from ticketbench.training.imp import run_imp
-
-
-@pytest.fixture(scope="session")
-def real_cifar_dir() -> Path:
-    chosen = os.environ.get("TICKETBENCH_DATA")
-    if not chosen or not (Path(chosen) / "cifar10.npz").is_file():
-        pytest.skip("real CIFAR-10 not available: set TICKETBENCH_DATA to a directory holding cifar10.npz")
-    return Path(chosen)
 
 
 def test_conv2_on_real_cifar10_learns(real_cifar_dir, tmp_path) -> None:
