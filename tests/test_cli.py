@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ticketbench.config import task_names
+
 
 def ticketbench(*args: str, data: Path | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -23,7 +25,7 @@ def test_unknown_task_exits_2_with_one_line() -> None:
     result = ticketbench("run", "lenet-5")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "ticketbench: error: unknown task 'lenet-5'; valid tasks: " + ", ".join(["lenet300-mnist"])]
+        "ticketbench: error: unknown task 'lenet-5'; valid tasks: " + ", ".join(task_names())]
 
 
 def test_invalid_control_is_rejected_by_the_parser() -> None:
@@ -33,7 +35,10 @@ def test_invalid_control_is_rejected_by_the_parser() -> None:
 
 def test_tasks_lists_the_packaged_tasks() -> None:
     result = ticketbench("tasks")
-    assert result.returncode == 0 and result.stdout.startswith("lenet300-mnist ")
+    assert result.returncode == 0
+    assert [line.split()[0] for line in result.stdout.splitlines()] == task_names() == [
+        "conv2-cifar10", "conv4-cifar10", "conv6-cifar10", "lenet300-mnist", "mnist1d-mlp", "resnet20-cifar10",
+        "resnet20-cifar10-rewind0"]
 
 
 def test_table_of_a_non_run_directory_exits_2(tmp_path: Path) -> None:
