@@ -106,10 +106,8 @@ def _curves(run_set: RunSet, arm: str, quantity: str) -> tuple[list[float], list
             [min(per_level[lv]) for lv in levels], [max(per_level[lv]) for lv in levels])
 
 
-def _reference_points(results: list[ClaimResult], run_set: RunSet, quantity: str) -> list[tuple[float, float, str]]:
+def _reference_points(results: list[ClaimResult], quantity: str, dense: float | None) -> list[tuple[float, float, str]]:
     """Paper claims drawn on a figure: absolute values as given, relative ones on the measured dense."""
-    dense_x, dense_y, _, _ = _curves(run_set, "imp", quantity)
-    dense = dense_y[0] if dense_x and dense_x[0] == 100.0 else None
     points = []
     for r in results:
         m, c = r.claim.metric, r.claim
@@ -143,21 +141,22 @@ def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[
         panels = [("test_acc_final", "Test accuracy at the end of training (%)", "accuracy")]
     for quantity, ylabel, stem in panels:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150)
-        for arm in arms:
+        curves = {arm: _curves(run_set, arm, quantity) for arm in arms}
+        for arm, (x, mean, lo, hi) in curves.items():
             label, color = ARM_STYLE[arm]
-            x, mean, lo, hi = _curves(run_set, arm, quantity)
             ax.plot(x, mean, marker="o", ms=3.5, color=color, label=f"{label} (mean of {n} seed{'s' * (n > 1)})")
             if n > 1:
                 ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
-        dense_x, dense_y, _, _ = _curves(run_set, "imp", quantity)
-        if dense_x and dense_x[0] == 100.0:
-            ax.axhline(dense_y[0], color="gray", linestyle=":", linewidth=1, label="dense (measured)")
-        refs = _reference_points(results, run_set, quantity)
+        dense_x, dense_y, _, _ = curves.get("imp", ([], [], [], []))
+        dense = dense_y[0] if dense_x and dense_x[0] == 100.0 else None
+        if dense is not None:
+            ax.axhline(dense, color="gray", linestyle=":", linewidth=1, label="dense (measured)")
+        refs = _reference_points(results, quantity, dense)
         if refs:
             ax.scatter([p for p, _, _ in refs], [v for _, v, _ in refs], marker="*", s=90, color="black",
                        zorder=5, label="paper claim (relative ones placed on the measured dense)")
         ax.set_xscale("log")
-        ax.set_xlim(105, min(min(_curves(run_set, a, quantity)[0] or [100]) for a in arms) * 0.85)
+        ax.set_xlim(105, min(min(c[0] or [100]) for c in curves.values()) * 0.85)
         ticks = [t for t in (100, 51.3, 21.1, 13.5, 7.0, 3.6, 1.9, 1.0) if t >= ax.get_xlim()[1]]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
