@@ -10,6 +10,11 @@ import pytest
 
 from ticketbench.config import TaskConfig, load_task, override
 
+# Runs in tests log to W&B only where a test asks for it (--wandb offline); the CLI's default
+# (offline without an API key) would otherwise start a W&B process for every small run.
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("WANDB_SILENT", "true")
+
 
 def _fake_dataset(directory: Path, name: str, shape: tuple[int, ...], n_train: int, n_test: int,
                   seed: int, sorted_labels: bool = False) -> Path:

@@ -13,12 +13,14 @@ import pytest
 from ticketbench.config import task_names
 
 
-def ticketbench(*args: str, data: Path | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def ticketbench(*args: str, data: Path | None = None, cwd: Path | None = None,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The command as a subprocess, with ``TICKETBENCH_DATA=data`` and ``env`` added to the environment."""
+    full = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     if data is not None:
-        env["TICKETBENCH_DATA"] = str(data)
+        full["TICKETBENCH_DATA"] = str(data)
     return subprocess.run([sys.executable, "-m", "ticketbench.cli", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
+                          env=full, cwd=cwd, timeout=600)
 
 
 def test_unknown_task_exits_2_with_one_line() -> None:
@@ -33,12 +35,16 @@ def test_invalid_control_is_rejected_by_the_parser() -> None:
     assert result.returncode == 2 and "invalid choice: 'shuffle'" in result.stderr
 
 
-def test_tasks_lists_the_packaged_tasks() -> None:
-    result = ticketbench("tasks")
+def test_list_shows_every_task_with_its_protocol_and_time_per_level() -> None:
+    result = ticketbench("list")
     assert result.returncode == 0
-    assert [line.split()[0] for line in result.stdout.splitlines()] == task_names() == [
+    names = [line for line in result.stdout.splitlines() if line and not line.startswith((" ", "("))]
+    assert names == task_names() == [
         "conv2-cifar10", "conv4-cifar10", "conv6-cifar10", "lenet300-mnist", "mnist1d-mlp", "resnet20-cifar10",
         "resnet20-cifar10-rewind0"]
+    assert "lenet300 on mnist; adam lr 0.0012, batch 60, 50,000 steps; 17 levels" in result.stdout
+    assert "time per level: CPU 5.3 min, GPU not measured" in result.stdout
+    assert ticketbench("tasks").stdout == result.stdout
 
 
 def test_table_of_a_non_run_directory_exits_2(tmp_path: Path) -> None:

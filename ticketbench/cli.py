@@ -7,9 +7,20 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ticketbench.config import ConfigError, load_task, override, task_names
+from ticketbench.config import (
+    ConfigError,
+    TaskConfig,
+    apply_overrides,
+    load_task,
+    override,
+    parse_assignment,
+    plain,
+    read_overrides,
+    task_names,
+)
 from ticketbench.data import DataError
 from ticketbench.runs import CONTROLS, RunError
+from ticketbench.tracking import MODES
 
 
 def _positive(text: str) -> int:
@@ -19,23 +30,44 @@ def _positive(text: str) -> int:
     return value
 
 
+def _task_options() -> argparse.ArgumentParser:
+    """The options that resolve a task: shared by ``run`` and ``show``."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("task", nargs="?", default="mnist1d-mlp",
+                         help=f"task name ({', '.join(task_names())}) or a task YAML file (default: mnist1d-mlp)")
+    options.add_argument("--config", type=Path, metavar="FILE.yaml",
+                         help="YAML mapping of task keys to override, e.g. 'optimizer: {lr: 0.01}'")
+    options.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
+                         help="override one task key, dotted for nested keys (repeatable): --set optimizer.lr=1e-3")
+    options.add_argument("--levels", type=_positive, help="levels in total, level 0 dense (17 -> 16 pruning rounds)")
+    options.add_argument("--max-steps", type=_positive, help="training steps per level")
+    options.add_argument("--eval-every", type=_positive, help="validation cadence in steps")
+    return options
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="ticketbench", description="Lottery Ticket Hypothesis benchmarks.")
     sub = top.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="train the levels of one arm of a task (resumes a finished prefix)")
-    run.add_argument("task", nargs="?", default="mnist1d-mlp",
-                     help=f"task name ({', '.join(task_names())}) or a task YAML file (default: mnist1d-mlp)")
-    run.add_argument("--levels", type=_positive, help="levels in total, level 0 dense (17 -> 16 pruning rounds)")
+    task_options = _task_options()
+    run = sub.add_parser("run", parents=[task_options],
+                         help="train the levels of one arm of a task (resumes a finished prefix)")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--max-steps", type=_positive, help="training steps per level")
-    run.add_argument("--eval-every", type=_positive, help="validation cadence in steps")
     run.add_argument("--control", choices=list(CONTROLS), default="none",
                      help="none = winning tickets; reinit / random-prune = controls on its masks")
     run.add_argument("--out", type=Path, default=Path("runs"), help="root of the run directories")
     run.add_argument("--data-dir", help="directory holding <dataset>.npz (default: $TICKETBENCH_DATA, then the cache)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="show Lightning's progress bar (default: when stderr is a terminal)")
-    sub.add_parser("tasks", help="list the benchmark tasks")
+    run.add_argument("--wandb", choices=MODES,
+                     help="W&B logging (default: $WANDB_MODE if set, else online with an API key, else offline)")
+    run.add_argument("--wandb-project", default="ticketbench")
+    run.add_argument("--wandb-entity", help="W&B team or user (default: your default entity)")
+    run.add_argument("--wandb-group", help="W&B group (default: <task>-<config hash>: every seed and arm)")
+    run.add_argument("--wandb-tag", action="append", default=[], metavar="TAG", help="extra W&B tag (repeatable)")
+    sub.add_parser("list", aliases=["tasks"], help="the benchmark tasks: protocol and time per level")
+    sub.add_parser("show", parents=[task_options], help="the fully resolved configuration of a task")
+    runs = sub.add_parser("runs", help="run directories: task, arm, seed, levels done, status, W&B")
+    runs.add_argument("root", nargs="?", type=Path, default=Path("runs"), help="where to look (default: runs)")
     table = sub.add_parser("table", help="Markdown table of the per-level records of run directories")
     table.add_argument("runs", nargs="+", type=Path, help="run directories (e.g. the imp and reinit arms)")
     runs_help = "run directories, or directories holding them (seeds and arms of one task)"
@@ -100,30 +132,74 @@ def _verdicts(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def resolve_task(args: argparse.Namespace) -> TaskConfig:
+    """The task with --config, then --set, then the shorthand options applied."""
+    task = load_task(args.task)
+    if args.config is not None:
+        task = apply_overrides(task, read_overrides(args.config), f"--config {args.config}")
+    if args.assignments:
+        task = apply_overrides(task, [parse_assignment(a) for a in args.assignments], "--set")
+    return override(task, levels=args.levels, max_steps=args.max_steps, eval_every=args.eval_every)
+
+
+def _list() -> None:
+    from ticketbench.catalog import CPU_LEVEL_TIME, GPU_LEVEL_TIME, level_time, protocol_summary
+
+    for name in task_names():
+        task = load_task(name)
+        print(f"{name}\n    {protocol_summary(task)}\n    time per level: CPU {level_time(name, CPU_LEVEL_TIME)}, "
+              f"GPU {level_time(name, GPU_LEVEL_TIME)}")
+    print("(CPU: 2-core x86 machine, 1 thread; ~ marks a projection from measured seconds per step)")
+
+
+def _show(task: TaskConfig) -> None:
+    import yaml
+
+    print(yaml.safe_dump(plain(task), sort_keys=False), end="")
+    print(f"# fingerprint {task.fingerprint()}: run directories <out>/{task.name}/<arm>-seed<S>-{task.fingerprint()}")
+
+
+def _runs(root: Path) -> None:
+    from ticketbench.report import text_table
+    from ticketbench.runs import run_row
+    from ticketbench.scoring import discover
+
+    rows = [run_row(r) for r in discover([root])]
+    print(text_table(rows, list(rows[0])), end="")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from ticketbench.tracking import WandbOptions, resolve_mode
+    from ticketbench.training.imp import run_imp  # heavy imports only when training
+
+    task = resolve_task(args)
+    wandb = WandbOptions(resolve_mode(args.wandb), args.wandb_project, args.wandb_entity, args.wandb_group,
+                         tuple(args.wandb_tag))
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    run = run_imp(task, args.seed, args.control, args.out, args.data_dir, progress, wandb=wandb)
+    print(f"run directory: {run.path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.command == "tasks":
-            for name in task_names():
-                print(f"{name:20s} {load_task(name).description}")
-            return 0
-        if args.command in ("score", "check", "report"):
+        if args.command in ("list", "tasks"):
+            _list()
+        elif args.command == "show":
+            _show(resolve_task(args))
+        elif args.command == "runs":
+            _runs(args.root)
+        elif args.command in ("score", "check", "report"):
             return _verdicts(args)
-        if args.command == "table":
+        elif args.command == "table":
             missing = [str(p) for p in args.runs if not (p / "meta.json").is_file()]
             if missing:
                 raise RunError(f"not a run directory (no meta.json): {missing[0]}")
             from ticketbench.report import level_table
 
             print(level_table(args.runs), end="")
-            return 0
-        from ticketbench.training.imp import run_imp  # heavy imports only when training
-
-        task = override(load_task(args.task), levels=args.levels, max_steps=args.max_steps,
-                        eval_every=args.eval_every)
-        progress = sys.stderr.isatty() if args.progress is None else args.progress
-        run = run_imp(task, args.seed, args.control, args.out, args.data_dir, progress)
-        print(f"run directory: {run.path}")
+        else:
+            _train(args)
         return 0
     except (ConfigError, DataError, RunError) as err:
         print(f"ticketbench: error: {err}", file=sys.stderr)

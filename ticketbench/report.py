@@ -60,14 +60,18 @@ def claim_row(result: ClaimResult) -> dict[str, str]:
             "where": result.where, "note": result.note}
 
 
-def verdict_text(results: list[ClaimResult]) -> str:
+def text_table(rows: list[dict[str, str]], cols: list[str]) -> str:
     """A fixed-width table for the terminal."""
-    rows = [claim_row(r) for r in results]
-    cols = ["claim", "mark", "accepted", "measured", "n", "verdict", "gates"]
     widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in cols}
     lines = ["  ".join(k.ljust(widths[k]) for k in cols), "  ".join("-" * widths[k] for k in cols)]
     lines += ["  ".join(r[k].ljust(widths[k]) for k in cols) for r in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def verdict_text(results: list[ClaimResult]) -> str:
+    """The verdicts as a fixed-width table for the terminal."""
+    cols = ["claim", "mark", "accepted", "measured", "n", "verdict", "gates"]
+    return text_table([claim_row(r) for r in results], cols)
 
 
 def verdict_markdown(results: list[ClaimResult], run_set: RunSet) -> str:

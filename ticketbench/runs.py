@@ -7,6 +7,7 @@ Layout of ``<out>/<task>/<arm>-seed<S>-<fingerprint>/``::
     masks/level_NN.npz       the mask level NN trained with (IMP also writes the next level's ahead)
     rewind.pt                θ_k, the weights and buffers at the rewind step (IMP arm; not evidence)
     rewind_optimizer.pt      the optimizer state at step k, when the task rewinds it (not evidence)
+    wandb.json, wandb/       the W&B run id of this directory and its offline segments (with --wandb)
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ class RunDir:
     def rewind_path(self) -> Path:
         return self.path / "rewind.pt"
 
+    @property
+    def rewind_optimizer_path(self) -> Path:
+        return self.path / "rewind_optimizer.pt"
+
     def has_level(self, level: int) -> bool:
         return self.level_path(level).is_file()
 
@@ -100,11 +105,14 @@ class RunDir:
         config = {k: v for k, v in dataclasses.asdict(task).items() if k != "levels"}
         meta_path = self.path / "meta.json"
         if meta_path.is_file():
-            if self.meta()["fingerprint"] != task.fingerprint():
+            meta = self.meta()
+            if meta["fingerprint"] != task.fingerprint():
                 raise RunError(f"{self.path} holds a run with a different configuration; choose another --out")
+            if meta.get("levels") != task.levels:  # the number of levels asked for last
+                write_json(meta_path, {**meta, "levels": task.levels})
             return
         write_json(meta_path, {
-            "task": task.name, "arm": CONTROLS[control], "control": control, "seed": seed,
+            "task": task.name, "arm": CONTROLS[control], "control": control, "seed": seed, "levels": task.levels,
             "fingerprint": task.fingerprint(), "config": config, "pruned_tensors": pruned, "code": code_version(),
             "command": ["ticketbench", *sys.argv[1:]], "device": "cuda" if torch.cuda.is_available() else "cpu",
         })
@@ -118,11 +126,15 @@ class RunDir:
     def save_rewind(self, state: dict[str, torch.Tensor], optimizer_state: dict | None = None) -> None:
         """θ_k, and the optimizer state at step k when the task rewinds it too."""
         if optimizer_state is not None:
-            atomic_write(self.path / "rewind_optimizer.pt", lambda f: torch.save(_on_cpu(optimizer_state), f))
+            atomic_write(self.rewind_optimizer_path, lambda f: torch.save(_on_cpu(optimizer_state), f))
         atomic_write(self.rewind_path, lambda f: torch.save(_on_cpu(state), f))
 
+    def rewind_files(self) -> list[Path]:
+        """θ_k and, when the task rewinds it, the optimizer state at step k."""
+        return [p for p in (self.rewind_path, self.rewind_optimizer_path) if p.is_file()]
+
     def load_rewind_optimizer(self) -> dict:
-        path = self.path / "rewind_optimizer.pt"
+        path = self.rewind_optimizer_path
         if not path.is_file():
             raise RunError(f"{path} is missing: the optimizer state at the rewind step is lost; start a new --out")
         return torch.load(path, weights_only=True)
@@ -134,3 +146,32 @@ class RunDir:
 
     def save_record(self, record: dict[str, Any]) -> None:
         write_json(self.level_path(record["level"]), record)
+
+
+def run_status(run: RunDir) -> str:
+    """complete, incomplete (the same command resumes it) or diverged, from the records on disk."""
+    meta, records = run.meta(), run.records()
+    diverged = [r["level"] for r in records if r.get("diverged")]
+    if diverged:
+        return f"diverged at level {diverged[0]}"
+    first = 0 if meta["arm"] == "imp" else 1
+    planned = meta.get("levels")
+    if planned is not None and len(records) >= planned - first:
+        return "complete"
+    return "incomplete"
+
+
+def run_row(run: RunDir) -> dict[str, str]:
+    """One run directory as display strings for ``ticketbench runs``."""
+    from ticketbench.tracking import offline_runs, unsynced
+
+    meta, records = run.meta(), run.records()
+    first = 0 if meta["arm"] == "imp" else 1
+    planned = meta.get("levels")
+    done = f"{len(records)}/{planned - first}" if planned else str(len(records))
+    last = records[-1] if records else None
+    segments, pending = len(offline_runs(run)), len(unsynced(run))
+    wandb = f"{segments} offline, {pending} to sync" if segments else "-"
+    return {"task": meta["task"], "run": str(run.path), "arm": meta["arm"], "seed": str(meta["seed"]),
+            "levels": done, "P_m now": f"{last['weights_remaining_percent']:.1f}%" if last else "-",
+            "status": run_status(run), "W&B": wandb}

@@ -31,7 +31,9 @@ from ticketbench.pruning.schedule import next_masks, pruned_tensors
 from ticketbench.pruning.select import random_masks
 from ticketbench.runs import CONTROLS, RunDir, RunError, finite_or_none
 from ticketbench.seeding import derive_seed, generator
+from ticketbench.tracking import Tracker, WandbOptions
 from ticketbench.training.level import LevelResult, default_device, train_level
+from ticketbench.training.progress import Eta
 
 
 def require_ticket(imp: RunDir, level: int, control: str) -> None:
@@ -94,9 +96,12 @@ def record(task: TaskConfig, seed: int, control: str, level: int, masks: Masks, 
 
 
 def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path("runs"),
-            data_dir: str | None = None, progress: bool = False,
-            echo: Callable[[str], None] = print) -> RunDir:
-    """Train every level of one arm that is not finished yet; return its run directory."""
+            data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
+            wandb: WandbOptions | None = None) -> RunDir:
+    """Train every level of one arm that is not finished yet; return its run directory.
+
+    ``wandb`` with a resolved mode (offline or online) logs the arm to W&B (see ticketbench.tracking).
+    """
     if control not in CONTROLS:
         raise RunError(f"unknown control {control!r}; valid: {', '.join(CONTROLS)}")
     run, imp = RunDir.for_run(out, task, seed, control), RunDir.for_run(out, task, seed, "none")
@@ -112,20 +117,37 @@ def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
     split = make_split(load_arrays(task.dataset, data_dir), task.dataset, task.normalize, task.val_size, seed,
                        device, stratified=task.split == "stratified", augment=augment)
     stream = BatchStream(len(split.y_train), task.batch_size, seed, augment=augment)
-    for level in todo:
-        start = starting_point(task, seed, control, level, run, imp)
-        run.save_masks(level, start.masks)
-        capture = control == "none" and level == 0
-        result = train_level(task, start.model.to(device), start.masks, split, stream, start.step, capture,
-                             progress, start.optimizer_state)
-        if capture:
-            run.save_rewind(result.rewind_state, result.rewind_optimizer_state)
-        if control == "none":
-            roles = pruned_tensors(start.model, task.pruning)
-            run.save_masks(level + 1, next_masks(start.model, start.masks, roles, task.pruning))
-        rec = record(task, seed, control, level, start.masks, result)
-        run.save_record(rec)
-        echo(level_line(rec))
+    tracker = Tracker(run, task, seed, control, wandb) if wandb is not None and wandb.mode != "off" else None
+    eta = Eta(sum(task.max_steps - (task.rewind_step if lvl else 0) for lvl in todo))
+    failed = True
+    try:
+        for level in todo:
+            start = starting_point(task, seed, control, level, run, imp)
+            run.save_masks(level, start.masks)
+            capture = control == "none" and level == 0
+            label = f"[{CONTROLS[control]} seed {seed}] level {level}/{task.levels - 1}" if progress else None
+            result = train_level(task, start.model.to(device), start.masks, split, stream, start.step, capture,
+                                 start.optimizer_state, level, label, tracker.logger if tracker else None)
+            if capture:
+                run.save_rewind(result.rewind_state, result.rewind_optimizer_state)
+                if tracker:
+                    tracker.rewind_point(run.rewind_files())
+            if control == "none":
+                roles = pruned_tensors(start.model, task.pruning)
+                run.save_masks(level + 1, next_masks(start.model, start.masks, roles, task.pruning))
+            rec = record(task, seed, control, level, start.masks, result)
+            run.save_record(rec)
+            if tracker:
+                tracker.level_done(rec, run.records(), run.mask_path(level))
+            echo(f"{level_line(rec)}  | {eta.level_done(result.steps, result.seconds)}")
+        if tracker:
+            tracker.experiment_done()
+        failed = False
+    finally:
+        if tracker:
+            segments = tracker.finish(failed)
+            if segments:
+                echo(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
     return run
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import Logger
 from torch import nn
 
 from ticketbench.config import TaskConfig
@@ -17,10 +18,12 @@ from ticketbench.data.tensors import BatchStream, DeviceSplit
 from ticketbench.pruning.masks import Masks
 from ticketbench.training.callback import PruneRewind, State
 from ticketbench.training.module import Blocks, Classifier, train_accuracy
+from ticketbench.training.progress import StepProgressBar
 
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+warnings.filterwarnings("ignore", message=".*but have no logger configured.*")  # W&B off: metrics stay local
 
 
 @dataclass
@@ -42,27 +45,30 @@ class LevelResult:
 
 
 def _test_accuracy(trainer: L.Trainer, module: Classifier) -> float:
-    return float(trainer.test(module, verbose=False)[0]["test/acc"])
+    trainer.test(module, verbose=False)
+    return float(trainer.callback_metrics["test/acc"])
 
 
 def train_level(task: TaskConfig, model: nn.Module, masks: Masks, split: DeviceSplit, stream: BatchStream,
-                start_step: int, capture_rewind: bool, progress: bool = False,
-                optimizer_state: dict | None = None) -> LevelResult:
+                start_step: int, capture_rewind: bool, optimizer_state: dict | None = None, level: int = 0,
+                progress: str | None = None, logger: Logger | None = None) -> LevelResult:
     """Train ``model`` (already at its rewind point) under ``masks`` from ``start_step`` to the end.
 
     On return ``model`` holds its final weights (the ones the next pruning round reads). Without
-    a validation split there is no early stop: the early-stop fields stay empty.
+    a validation split there is no early stop: the early-stop fields stay empty. ``progress`` is the
+    progress bar's label (None: no bar); ``logger`` receives the training and validation metrics.
     """
     began = time.perf_counter()
     cadence = list(range(task.eval_every, task.max_steps, task.eval_every))
     blocks = Blocks(stream, start_step, task.max_steps, cadence + [task.rewind_step])
-    module = Classifier(model, split, blocks, task.optimizer)
+    module = Classifier(model, split, blocks, task.optimizer, level)
     callback = PruneRewind(masks, task.eval_every, task.rewind_step if capture_rewind else None, optimizer_state)
+    callbacks: list[L.Callback] = [callback] + ([StepProgressBar(progress)] if progress else [])
     trainer = L.Trainer(
         accelerator=split.device.type, devices=1, max_epochs=1, val_check_interval=1,
-        limit_val_batches=1.0 if len(split.y_val) else 0,
-        check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=progress, callbacks=[callback],
+        limit_val_batches=1.0 if len(split.y_val) else 0, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        logger=logger or False, log_every_n_steps=1, enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=progress is not None, callbacks=callbacks,
     )
     trainer.fit(module)
     steps = trainer.global_step

@@ -57,15 +57,17 @@ def build_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.o
 class Classifier(L.LightningModule):
     """Trains ``model`` with cross-entropy; logs validation and test loss and accuracy.
 
-    ``start_step`` is the absolute step at which this level begins (the rewind step for levels
-    after the first); :attr:`step` is the absolute number of optimizer steps taken so far.
+    ``blocks.start`` is the absolute step at which this level begins (the rewind step for levels
+    after the first); :attr:`step` is the absolute number of optimizer steps taken so far. For a
+    logger, ``step`` is logged as ``level * blocks.stop + step`` so that successive levels follow
+    each other on one axis (Lightning uses a logged ``step`` as the logger's step).
     """
 
     def __init__(self, model: nn.Module, split: DeviceSplit, blocks: Blocks, optimizer: OptimizerConfig,
-                 num_classes: int = 10) -> None:
+                 level: int = 0, num_classes: int = 10) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.model, self.split, self.blocks, self.optimizer_cfg = model, split, blocks, optimizer
+        self.model, self.split, self.blocks, self.optimizer_cfg, self.level = model, split, blocks, optimizer, level
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
@@ -75,6 +77,10 @@ class Classifier(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def _log_position(self) -> None:
+        self.log("step", float(self.level * self.blocks.stop + self.step))
+        self.log("level", float(self.level))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         opt = build_optimizer(list(self.model.parameters()), self.optimizer_cfg)
@@ -95,27 +101,36 @@ class Classifier(L.LightningModule):
         opt = self.optimizers()
         schedule = self.optimizer_cfg.milestones
         total = torch.zeros((), device=self.split.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.split.device)
         for rows in block:
             if schedule:  # the learning rate of this absolute step (a host-side value, no sync)
                 for group in opt.param_groups:
                     group["lr"] = self.optimizer_cfg.lr_at(self.step)
             x, y = self.split.train_batch(rows)
-            loss = F.cross_entropy(self.model(x), y)
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             opt.step()
             total += loss.detach()
+            correct += (logits.detach().argmax(1) == y).sum()
+        # means over the block, read by the host once per block (when logged), never per step
         self.log("train/loss", total / len(block), prog_bar=True, batch_size=block.shape[1])
+        self.log("train/acc", correct / (block.shape[0] * block.shape[1]), batch_size=block.shape[1])
+        self._log_position()
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metric: MulticlassAccuracy) -> None:
         x, y = batch
         logits = self.model(x)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), batch_size=len(y))
+        # test accuracies reach the logger through the level record (at early stop and at the end)
+        to_logger = stage == "val"
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), batch_size=len(y), logger=to_logger)
         metric(logits, y)
-        self.log(f"{stage}/acc", metric, batch_size=len(y))
+        self.log(f"{stage}/acc", metric, batch_size=len(y), logger=to_logger)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         self._evaluate(batch, "val", self.val_acc)
+        self._log_position()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         self._evaluate(batch, "test", self.test_acc)

@@ -1,0 +1,187 @@
+"""W&B logging of one arm of an experiment, through Lightning's ``WandbLogger``.
+
+Structure: one W&B run per run directory (task x arm x seed x configuration), named like the
+directory (``imp-seed0-ec14127d``), in the group ``<task>-<fingerprint>`` (every seed and arm of
+one configuration) with the arm as job type. The W&B run id is kept in ``<run dir>/wandb.json``,
+so resuming a run continues the same W&B run (online it resumes; offline each invocation writes
+one segment and ``wandb sync`` joins the segments in order).
+
+The x-axis of every chart is ``trainer/global_step = level * max_steps + step``: level L occupies
+[L * max_steps, (L + 1) * max_steps) and its step within the level is the remainder. Logged:
+
+- ``train/loss``, ``train/acc`` once per block of steps (every ``eval_every`` steps; no per-step
+  host sync), ``val/loss``, ``val/acc`` on the validation cadence, ``level``;
+- at the end of each level: ``level/<field>`` for the record's numbers, the ``levels`` table (one row
+  per finished level) with the ``sparsity_accuracy`` line plot, the ``layer_sparsity`` table, and
+  the level's mask as a version of the ``masks-<task>-<run>`` artifact (alias ``level-NN``);
+- after level 0 of the winning-ticket arm: θ_k as the ``rewind-<task>-<run>`` artifact;
+- when every level is finished: the report figures of the experiment (all arms and seeds of the
+  configuration found beside this run) as images and its ``verdicts`` table.
+"""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ticketbench.atomic import write_json
+from ticketbench.config import ConfigError, TaskConfig, plain
+from ticketbench.runs import RunDir, RunError, code_version
+
+MODES = ("off", "offline", "online")
+LEVEL_COLUMNS = ("level", "weights_remaining_percent", "early_stop_step", "test_acc_at_early_stop",
+                 "test_acc_final", "val_acc_at_early_stop", "train_acc_final", "seconds", "diverged")
+
+
+@dataclass(frozen=True)
+class WandbOptions:
+    """``mode`` None picks: ``WANDB_MODE`` when set, else online with an API key, else offline."""
+
+    mode: str | None = None
+    project: str = "ticketbench"
+    entity: str | None = None
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+def api_key_configured() -> bool:
+    """Whether W&B has an API key without asking for one: ``WANDB_API_KEY`` or a netrc entry."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC") or None).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(requested: str | None) -> str:
+    """off, offline or online; never a prompt: online only with an API key."""
+    if requested is None:
+        env = os.environ.get("WANDB_MODE", "").lower()
+        if env == "disabled":
+            return "off"
+        if env in ("offline", "dryrun"):
+            return "offline"
+        return "online" if api_key_configured() else "offline"
+    if requested == "online" and not api_key_configured():
+        raise RunError("--wandb online needs a W&B API key (run `wandb login` or set WANDB_API_KEY); "
+                       "--wandb offline logs locally for a later `wandb sync`")
+    return requested
+
+
+def x_axis(task: TaskConfig, level: int, step: int) -> int:
+    """The chart position of absolute step ``step`` of ``level``."""
+    return level * task.max_steps + step
+
+
+def offline_runs(run: RunDir) -> list[Path]:
+    """The offline W&B segments written in a run directory, oldest first."""
+    return sorted((run.path / "wandb").glob("offline-run-*"))
+
+
+def unsynced(run: RunDir) -> list[Path]:
+    return [p for p in offline_runs(run) if not any(p.glob("*.wandb.synced"))]
+
+
+def _run_id(run: RunDir) -> str:
+    """The W&B run id of this run directory, created once and kept in wandb.json."""
+    path = run.path / "wandb.json"
+    if path.is_file():
+        return json.loads(path.read_text())["id"]
+    ident = secrets.token_hex(4)
+    write_json(path, {"id": ident})
+    return ident
+
+
+class Tracker:
+    """The W&B side of one ``ticketbench run`` invocation for one arm."""
+
+    def __init__(self, run: RunDir, task: TaskConfig, seed: int, control: str, options: WandbOptions) -> None:
+        import wandb
+        from lightning.pytorch.loggers import WandbLogger
+
+        self.run, self.task, self.seed = run, task, seed
+        arm = run.meta()["arm"]
+        self.stem = f"{task.name}-{run.path.name}"
+        config = {"task": plain(task), "seed": seed, "arm": arm, "control": control,
+                  "fingerprint": task.fingerprint(), "run_dir": str(run.path), "code": code_version()}
+        experiment = wandb.init(
+            name=run.path.name, dir=str(run.path), id=_run_id(run), resume="allow", mode=options.mode,
+            project=options.project, entity=options.entity, group=options.group or f"{task.name}-{task.fingerprint()}",
+            job_type=arm, tags=[task.name, arm, task.model, task.dataset, *options.tags], config=config,
+            settings=wandb.Settings(silent=True),
+        )
+        experiment.define_metric("trainer/global_step")
+        experiment.define_metric("*", step_metric="trainer/global_step", step_sync=True)
+        self.logger = WandbLogger(experiment=experiment)
+
+    def level_done(self, record: dict[str, Any], records: list[dict[str, Any]], mask: Path) -> None:
+        """Summary numbers, tables, the sparsity-accuracy plot and the mask of a finished level."""
+        import wandb
+
+        level = record["level"]
+        x = x_axis(self.task, level, self.task.max_steps)
+        numbers = {f"level/{k}": float(record[k]) for k in LEVEL_COLUMNS if record[k] is not None}
+        levels = wandb.Table(columns=list(LEVEL_COLUMNS), data=[[r[k] for k in LEVEL_COLUMNS] for r in records])
+        accuracy = "test_acc_at_early_stop" if record["early_stop_step"] is not None else "test_acc_final"
+        layers = wandb.Table(columns=["level", "layer", "weights_remaining_percent"],
+                             data=[[r["level"], name, pct] for r in records
+                                   for name, pct in r["layer_remaining_percent"].items()])
+        self.logger.log_metrics({
+            **numbers, "levels": levels, "layer_sparsity": layers,
+            "sparsity_accuracy": wandb.plot.line(levels, "weights_remaining_percent", accuracy,
+                                                 title=f"{accuracy} vs % weights remaining"),
+        }, step=x)
+        about = {"level": level, "weights_remaining_percent": record["weights_remaining_percent"]}
+        artifact = wandb.Artifact(f"masks-{self.stem}", type="masks", metadata=about)
+        artifact.add_file(str(mask), name=mask.name)
+        self.logger.experiment.log_artifact(artifact, aliases=[f"level-{level:02d}"])
+
+    def rewind_point(self, files: list[Path]) -> None:
+        """θ_k (and the optimizer state at k when the task rewinds it) as a versioned artifact."""
+        import wandb
+
+        artifact = wandb.Artifact(f"rewind-{self.stem}", type="model",
+                                  metadata={"rewind_step": self.task.rewind_step, "seed": self.seed})
+        for path in files:
+            artifact.add_file(str(path), name=path.name)
+        self.logger.experiment.log_artifact(artifact, aliases=[f"step-{self.task.rewind_step}"])
+
+    def experiment_done(self) -> None:
+        """The report figures and the verdict table of every run of this configuration beside this one."""
+        import wandb
+
+        from ticketbench.references import load_references
+        from ticketbench.report import claim_row, figures
+        from ticketbench.scoring import load_run_set, score
+
+        fingerprint = self.task.fingerprint()
+        siblings = [m.parent for m in sorted(self.run.path.parent.glob("*/meta.json"))
+                    if json.loads(m.read_text())["fingerprint"] == fingerprint]
+        run_set = load_run_set(siblings)
+        try:
+            results = score(load_references(self.task.name), run_set)
+        except ConfigError:  # a user task without packaged references: figures without claims
+            results = []
+        x = x_axis(self.task, self.task.levels, 0)
+        with tempfile.TemporaryDirectory() as tmp:
+            pngs = [p for p in figures(results, run_set, Path(tmp)) if p.suffix == ".png"]
+            logged: dict[str, Any] = {f"figures/{p.stem}": wandb.Image(str(p)) for p in pngs}
+            if results:
+                rows = [claim_row(r) for r in results]
+                logged["verdicts"] = wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])
+            self.logger.log_metrics(logged, step=x)
+            self.logger.experiment.summary.update({f"verdict/{r.claim.id}": r.verdict for r in results})
+
+    def finish(self, failed: bool = False) -> list[Path]:
+        """Close the W&B run; return the offline segments still to sync."""
+        self.logger.experiment.finish(exit_code=1 if failed else 0)
+        return unsynced(self.run)
