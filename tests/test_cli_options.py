@@ -115,3 +115,10 @@ def test_level_lines_carry_an_eta_and_the_bar_counts_steps(tmp_path: Path, fake_
     lines = [line for line in result.stdout.splitlines() if line.startswith("[imp seed 0] level  ")]
     assert "ETA" in lines[0] and "for the remaining levels" in lines[0] and "done in" in lines[1]
     assert "[imp seed 0] level 1/1" in result.stdout and "40/40" in result.stdout, "the bar counts 40 steps"
+
+
+def test_runs_of_a_missing_directory_and_show_of_an_unknown_task_exit_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    assert _error(ticketbench("runs", str(missing))) == f"ticketbench: error: {missing} does not exist"
+    unknown = _error(ticketbench("show", "lenet-5"))
+    assert unknown.startswith("ticketbench: error: unknown task 'lenet-5'; valid tasks: ")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,6 +120,9 @@ def test_offline_run_logs_curves_levels_tables_figures_and_artifacts(tmp_path: P
     (rewind,) = [a for a in logged.artifacts if a.type == "model"]
     assert {e.path: e.digest for e in rewind.manifest.contents}["rewind.pt"] == _md5_b64(run.rewind_path)
     assert logged.exit_code == 0
+    dry = subprocess.run([sys.executable, "-m", "wandb", "sync", "--dry-run", str(segment)], capture_output=True,
+                         text=True, timeout=120)
+    assert f"{segment.name}/run-{logged.run.run_id}.wandb" in dry.stdout + dry.stderr, "wandb sync would upload it"
 
     # resuming continues the same W&B run in a second offline segment, after the finished levels
     more = ticketbench("run", "lenet300-mnist", *TINY, "--levels", "4", "--out", str(tmp_path), "--wandb", "offline",
