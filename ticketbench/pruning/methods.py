@@ -1,0 +1,152 @@
+"""The plugin API for pruning methods.
+
+A method is a function ``method(request: PruneRequest) -> scores or masks``. It receives the model
+at its initialisation (or rewind) point with the current masks applied, the current masks, a way
+to draw training examples, a seeded generator and the target density, and returns either
+
+- **scores**: one float tensor per prunable tensor, same shape, higher = more worth keeping; the
+  suite keeps exactly the target count, ranked globally (``scope="global"``) or within each layer
+  (``scope="layerwise"``, each layer to the target density), weights already pruned stay pruned,
+  ties go to the lower position; or
+- **masks**: one bool tensor per prunable tensor (True = kept), which must keep exactly the target
+  count and never revive a pruned weight.
+
+Register a method with the :func:`method` decorator, or let an installed package expose it under
+the entry-point group ``ticketbench.methods`` (``name = "package.module:function"``); ticketbench
+finds it without being edited. A complete method, magnitude pruning at initialisation::
+
+    from ticketbench.pruning.methods import PruneRequest, method
+
+    @method("my-magnitude", scope="global")
+    def my_magnitude(request: PruneRequest):
+        return {name: request.model.get_parameter(name).detach().abs() for name in request.masks}
+
+The baselines in ``baselines/`` (random, magnitude at init, SNIP, GraSP, SynFlow, one-shot
+magnitude after training) are written against this API and registered through the entry points
+of this project, exactly as a third-party package would do it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+import torch
+from torch import nn
+
+from ticketbench.config import ConfigError
+from ticketbench.pruning.masks import Masks
+from ticketbench.pruning.select import prune_global, prune_layerwise
+
+Scores = dict[str, torch.Tensor]
+ENTRY_POINT_GROUP = "ticketbench.methods"
+SCOPES = ("global", "layerwise")
+
+
+@dataclass
+class PruneRequest:
+    """Everything a method may use. ``model`` is the method's own copy: it may change it freely."""
+
+    model: nn.Module
+    masks: Masks
+    roles: dict[str, str]
+    density: float  # fraction of all prunable weights to keep, in (0, 1]
+    examples: Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # n random training examples
+    per_class: Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # k training examples of each class
+    generator: torch.Generator
+    trained: nn.Module | None = None  # the dense network after training (methods with after_training)
+
+    @property
+    def keep(self) -> int:
+        """The number of prunable weights to keep overall."""
+        return round(self.density * sum(m.numel() for m in self.masks.values()))
+
+    def layer_keep(self) -> dict[str, int]:
+        """The number to keep in each layer when every layer is pruned to ``density``."""
+        return {n: min(round(self.density * m.numel()), int(m.sum())) for n, m in self.masks.items()}
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its function, how its scores are ranked, and whether it prunes the
+    trained dense network (and then rewinds) instead of the network at initialisation."""
+
+    name: str
+    fn: Callable[[PruneRequest], Scores | Masks]
+    scope: str = "global"
+    after_training: bool = False
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def method(name: str, *, scope: str = "global", after_training: bool = False) -> Callable:
+    """Decorator: register ``fn`` as pruning method ``name``."""
+    if scope not in SCOPES:
+        raise ValueError(f"method {name}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+
+    def register(fn: Callable[[PruneRequest], Scores | Masks]) -> Callable[[PruneRequest], Scores | Masks]:
+        _REGISTRY[name] = Method(name, fn, scope, after_training)
+        return fn
+
+    return register
+
+
+def _load_entry_points() -> None:
+    """Import the methods that installed packages declare; a plain function is registered under
+    its entry-point name with the default scope."""
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in _REGISTRY:
+            continue
+        loaded = entry.load()
+        if entry.name not in _REGISTRY:
+            if not callable(loaded):
+                raise ConfigError(f"entry point {entry.name} = {entry.value} is not a function")
+            _REGISTRY[entry.name] = Method(entry.name, loaded)
+
+
+def method_names() -> list[str]:
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> Method:
+    names = method_names()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown method {name!r}; valid methods: {', '.join(names)}")
+    return _REGISTRY[name]
+
+
+def _check_shapes(name: str, result: dict[str, torch.Tensor], masks: Masks) -> None:
+    if set(result) != set(masks):
+        missing, extra = sorted(set(masks) - set(result)), sorted(set(result) - set(masks))
+        raise ValueError(f"method {name} must return one tensor per prunable tensor; "
+                         f"missing {missing}, unexpected {extra}")
+    for key, mask in masks.items():
+        if result[key].shape != mask.shape:
+            raise ValueError(f"method {name}: {key} has shape {tuple(result[key].shape)}, expected {tuple(mask.shape)}")
+
+
+def select_masks(chosen: Method, request: PruneRequest) -> Masks:
+    """Run the method and turn its answer into masks that meet the target exactly."""
+    result = chosen.fn(request)
+    masks = request.masks
+    _check_shapes(chosen.name, result, masks)
+    if all(t.dtype == torch.bool for t in result.values()):
+        new = {n: result[n].to(masks[n].device) for n in masks}
+        if any(bool((new[n] & ~masks[n]).any()) for n in masks):
+            raise ValueError(f"method {chosen.name} revived pruned weights")
+        wanted = request.layer_keep() if chosen.scope == "layerwise" else None
+        kept = {n: int(m.sum()) for n, m in new.items()}
+        if (wanted is not None and kept != wanted) or (wanted is None and sum(kept.values()) != request.keep):
+            raise ValueError(f"method {chosen.name} kept {sum(kept.values())} weights; the target is {request.keep}")
+        return new
+    scores = {n: torch.nan_to_num(s.detach().float(), nan=-torch.inf) for n, s in result.items()}
+    if chosen.scope == "layerwise":
+        keep = request.layer_keep()
+        return prune_layerwise(scores, masks, {n: int(m.sum()) - keep[n] for n, m in masks.items()})
+    kept = sum(int(m.sum()) for m in masks.values())
+    if request.keep > kept:
+        raise ValueError(f"density {request.density:.4f} keeps more weights than the current masks ({kept})")
+    return prune_global(scores, masks, kept - request.keep)
