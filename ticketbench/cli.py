@@ -54,6 +54,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--control", choices=list(CONTROLS), default="none",
                      help="none = winning tickets; reinit / random-prune = controls on its masks")
+    run.add_argument("--method", metavar="NAME",
+                     help="prune once per density with a registered method (ticketbench methods) instead of IMP")
+    run.add_argument("--densities", default="51.2,21.0,8.6,3.5,1.4", metavar="P,...",
+                     help="with --method: %% of weights remaining, one level each (default: 51.2,21.0,8.6,3.5,1.4)")
+    run.add_argument("--sanity", choices=("shuffle", "reinit"),
+                     help="with --method: shuffle kept positions within each layer, or reinitialise kept weights")
     run.add_argument("--out", type=Path, default=Path("runs"), help="root of the run directories")
     run.add_argument("--data-dir", help="directory holding <dataset>.npz (default: $TICKETBENCH_DATA, then the cache)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -65,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--wandb-group", help="W&B group (default: <task>-<config hash>: every seed and arm)")
     run.add_argument("--wandb-tag", action="append", default=[], metavar="TAG", help="extra W&B tag (repeatable)")
     sub.add_parser("list", aliases=["tasks"], help="the benchmark tasks: protocol and time per level")
+    sub.add_parser("methods", help="the registered pruning methods (built in and installed plug-ins)")
     sub.add_parser("show", parents=[task_options], help="the fully resolved configuration of a task")
     runs = sub.add_parser("runs", help="run directories: task, arm, seed, levels done, status, W&B")
     runs.add_argument("root", nargs="?", type=Path, default=Path("runs"), help="where to look (default: runs)")
@@ -152,6 +159,15 @@ def _list() -> None:
     print("(CPU: 2-core x86 machine, 1 thread; ~ marks a projection from measured seconds per step)")
 
 
+def _methods() -> None:
+    from ticketbench.pruning.methods import get_method, method_names
+
+    for name in method_names():
+        chosen = get_method(name)
+        when = "after training, rewound" if chosen.after_training else "at initialisation"
+        print(f"{name:20s} {chosen.scope:9s} {when:24s} {chosen.fn.__module__}")
+
+
 def _show(task: TaskConfig) -> None:
     import yaml
 
@@ -176,7 +192,17 @@ def _train(args: argparse.Namespace) -> None:
     wandb = WandbOptions(resolve_mode(args.wandb), args.wandb_project, args.wandb_entity, args.wandb_group,
                          tuple(args.wandb_tag))
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    run = run_imp(task, args.seed, args.control, args.out, args.data_dir, progress, wandb=wandb)
+    if args.method is None:
+        if args.sanity:
+            raise ConfigError("--sanity applies to the masks of a --method")
+        run = run_imp(task, args.seed, args.control, args.out, args.data_dir, progress, wandb=wandb)
+    else:
+        from ticketbench.training.method_run import parse_densities, run_method
+
+        if args.control != "none":
+            raise ConfigError("--control and --method exclude each other; for a method's controls use --sanity")
+        run = run_method(task, args.seed, args.method, parse_densities(args.densities), args.out, args.data_dir,
+                         progress, wandb=wandb, sanity=args.sanity)
     print(f"run directory: {run.path}")
 
 
@@ -185,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("list", "tasks"):
             _list()
+        elif args.command == "methods":
+            _methods()
         elif args.command == "show":
             _show(resolve_task(args))
         elif args.command == "runs":

@@ -74,8 +74,12 @@ class RunDir:
     path: Path
 
     @classmethod
+    def for_arm(cls, out: Path, task: TaskConfig, seed: int, arm: str) -> RunDir:
+        return cls(Path(out) / task.name / f"{arm}-seed{seed}-{task.fingerprint()}")
+
+    @classmethod
     def for_run(cls, out: Path, task: TaskConfig, seed: int, control: str) -> RunDir:
-        return cls(Path(out) / task.name / f"{CONTROLS[control]}-seed{seed}-{task.fingerprint()}")
+        return cls.for_arm(out, task, seed, CONTROLS[control])
 
     def level_path(self, level: int) -> Path:
         return self.path / "levels" / f"level_{level:02d}.json"
@@ -100,19 +104,27 @@ class RunDir:
     def meta(self) -> dict[str, Any]:
         return json.loads((self.path / "meta.json").read_text())
 
-    def start(self, task: TaskConfig, seed: int, control: str, pruned: dict[str, str]) -> None:
-        """Write meta.json for a new run, or check that an existing run used the same config."""
+    def start(self, task: TaskConfig, seed: int, arm: str, first_level: int, pruned: dict[str, str],
+              **about: Any) -> None:
+        """Write meta.json for a new run, or check that an existing run used the same config.
+
+        ``about`` holds what else identifies the arm (its control, or its method and densities);
+        an existing run must agree on it."""
         config = {k: v for k, v in dataclasses.asdict(task).items() if k != "levels"}
         meta_path = self.path / "meta.json"
         if meta_path.is_file():
             meta = self.meta()
             if meta["fingerprint"] != task.fingerprint():
                 raise RunError(f"{self.path} holds a run with a different configuration; choose another --out")
+            for key, value in about.items():
+                if key in meta and meta[key] != value:
+                    raise RunError(f"{self.path} was run with {key} {meta[key]}, not {value}; "
+                                   "repeat that or choose another --out")
             if meta.get("levels") != task.levels:  # the number of levels asked for last
                 write_json(meta_path, {**meta, "levels": task.levels})
             return
         write_json(meta_path, {
-            "task": task.name, "arm": CONTROLS[control], "control": control, "seed": seed, "levels": task.levels,
+            "task": task.name, "arm": arm, "seed": seed, "levels": task.levels, "first_level": first_level, **about,
             "fingerprint": task.fingerprint(), "config": config, "pruned_tensors": pruned, "code": code_version(),
             "command": ["ticketbench", *sys.argv[1:]], "device": "cuda" if torch.cuda.is_available() else "cpu",
         })
@@ -148,13 +160,18 @@ class RunDir:
         write_json(self.level_path(record["level"]), record)
 
 
+def _first_level(meta: dict[str, Any]) -> int:
+    """0 for winning tickets (and methods that train the dense network first), 1 for the others."""
+    return meta.get("first_level", 0 if meta["arm"] == "imp" else 1)
+
+
 def run_status(run: RunDir) -> str:
     """complete, incomplete (the same command resumes it) or diverged, from the records on disk."""
     meta, records = run.meta(), run.records()
     diverged = [r["level"] for r in records if r.get("diverged")]
     if diverged:
         return f"diverged at level {diverged[0]}"
-    first = 0 if meta["arm"] == "imp" else 1
+    first = _first_level(meta)
     planned = meta.get("levels")
     if planned is not None and len(records) >= planned - first:
         return "complete"
@@ -166,7 +183,7 @@ def run_row(run: RunDir) -> dict[str, str]:
     from ticketbench.tracking import offline_runs, unsynced
 
     meta, records = run.meta(), run.records()
-    first = 0 if meta["arm"] == "imp" else 1
+    first = _first_level(meta)
     planned = meta.get("levels")
     done = f"{len(records)}/{planned - first}" if planned else str(len(records))
     last = records[-1] if records else None

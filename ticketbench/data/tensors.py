@@ -57,6 +57,14 @@ class DeviceSplit:
         x = crop_flip(self.x_train[idx], dy, dx, flip.bool())
         return (x.float().div_(255.0) - self.mean) / self.std, self.y_train[idx]
 
+    def examples(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training examples ``idx`` as the network sees them without augmentation (centre, unflipped)."""
+        idx = idx.to(self.device)
+        if not self.augments:
+            return self.train_batch(idx)
+        centre = torch.full_like(idx, PAD)
+        return self.train_batch(torch.stack([idx, centre, centre, torch.zeros_like(idx)], dim=1))
+
 
 def crop_flip(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Crop each padded image [B, C, H+2P, W+2P] at its own offset (dy, dx), then mirror where ``flip``."""

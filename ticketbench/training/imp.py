@@ -18,13 +18,14 @@ level, and start at level 1 (their level 0 would be the dense network again):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
 from ticketbench.config import TaskConfig
 from ticketbench.data import BatchStream, load_arrays, make_split
+from ticketbench.data.tensors import DeviceSplit
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import Masks, apply_masks, full_masks, layer_remaining_percent, remaining_percent
 from ticketbench.pruning.schedule import next_masks, pruned_tensors
@@ -52,6 +53,7 @@ class Start:
     masks: Masks
     step: int
     optimizer_state: dict | None = None
+    about: dict = field(default_factory=dict)  # extra fields for the level's record
 
 
 def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: RunDir, imp: RunDir) -> Start:
@@ -78,10 +80,10 @@ def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: R
     return Start(model, masks, 0 if level == 0 else task.rewind_step, optimizer_state)
 
 
-def record(task: TaskConfig, seed: int, control: str, level: int, masks: Masks, result: LevelResult) -> dict:
+def record(task: TaskConfig, seed: int, arm: str, level: int, masks: Masks, result: LevelResult) -> dict:
     """The per-level record (stable schema; accuracies are fractions in [0, 1])."""
     return {
-        "task": task.name, "seed": seed, "arm": CONTROLS[control], "level": level,
+        "task": task.name, "seed": seed, "arm": arm, "level": level,
         "weights_remaining_percent": remaining_percent(masks),
         "layer_remaining_percent": layer_remaining_percent(masks),
         "early_stop_step": result.early_stop_step,
@@ -95,23 +97,13 @@ def record(task: TaskConfig, seed: int, control: str, level: int, masks: Masks, 
     }
 
 
-def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path("runs"),
-            data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
-            wandb: WandbOptions | None = None) -> RunDir:
-    """Train every level of one arm that is not finished yet; return its run directory.
-
-    ``wandb`` with a resolved mode (offline or online) logs the arm to W&B (see ticketbench.tracking).
-    """
-    if control not in CONTROLS:
-        raise RunError(f"unknown control {control!r}; valid: {', '.join(CONTROLS)}")
-    run, imp = RunDir.for_run(out, task, seed, control), RunDir.for_run(out, task, seed, "none")
-    todo = [lvl for lvl in range(0 if control == "none" else 1, task.levels) if not run.has_level(lvl)]
-    if todo and control != "none":
-        require_ticket(imp, todo[0], control)
-    run.start(task, seed, control, pruned_tensors(build_model(task.model, seed), task.pruning))
-    if not todo:
-        echo(f"{run.path}: all {task.levels} levels already finished")
-        return run
+def train_arm(task: TaskConfig, seed: int, arm: str, run: RunDir, todo: list[int],
+              begin: Callable[[int, DeviceSplit], Start], after: Callable[[int, Start, LevelResult], None],
+              data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
+              wandb: WandbOptions | None = None, control: str = "none") -> None:
+    """Train the levels ``todo`` of one arm: ``begin(level, split)`` gives each level's start,
+    ``after(level, start, result)`` runs once it is trained (before its record marks it done).
+    Level 0 captures θ_k; ``wandb`` with a resolved mode logs to W&B (see ticketbench.tracking)."""
     device = default_device()
     augment = task.augment == "crop-flip"
     split = make_split(load_arrays(task.dataset, data_dir), task.dataset, task.normalize, task.val_size, seed,
@@ -122,20 +114,18 @@ def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
     failed = True
     try:
         for level in todo:
-            start = starting_point(task, seed, control, level, run, imp)
+            start = begin(level, split)
             run.save_masks(level, start.masks)
-            capture = control == "none" and level == 0
-            label = f"[{CONTROLS[control]} seed {seed}] level {level}/{task.levels - 1}" if progress else None
+            capture = level == 0
+            label = f"[{arm} seed {seed}] level {level}/{task.levels - 1}" if progress else None
             result = train_level(task, start.model.to(device), start.masks, split, stream, start.step, capture,
                                  start.optimizer_state, level, label, tracker.logger if tracker else None)
             if capture:
                 run.save_rewind(result.rewind_state, result.rewind_optimizer_state)
                 if tracker:
                     tracker.rewind_point(run.rewind_files())
-            if control == "none":
-                roles = pruned_tensors(start.model, task.pruning)
-                run.save_masks(level + 1, next_masks(start.model, start.masks, roles, task.pruning))
-            rec = record(task, seed, control, level, start.masks, result)
+            after(level, start, result)
+            rec = record(task, seed, arm, level, start.masks, result) | start.about
             run.save_record(rec)
             if tracker:
                 tracker.level_done(rec, run.records(), run.mask_path(level))
@@ -148,6 +138,32 @@ def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
             segments = tracker.finish(failed)
             if segments:
                 echo(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
+
+
+def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path("runs"),
+            data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
+            wandb: WandbOptions | None = None) -> RunDir:
+    """Train every level of one arm that is not finished yet; return its run directory."""
+    if control not in CONTROLS:
+        raise RunError(f"unknown control {control!r}; valid: {', '.join(CONTROLS)}")
+    run, imp = RunDir.for_run(out, task, seed, control), RunDir.for_run(out, task, seed, "none")
+    todo = [lvl for lvl in range(0 if control == "none" else 1, task.levels) if not run.has_level(lvl)]
+    if todo and control != "none":
+        require_ticket(imp, todo[0], control)
+    run.start(task, seed, CONTROLS[control], 0 if control == "none" else 1,
+              pruned_tensors(build_model(task.model, seed), task.pruning), control=control)
+    if not todo:
+        echo(f"{run.path}: all {task.levels} levels already finished")
+        return run
+
+    def after(level: int, start: Start, _: LevelResult) -> None:
+        if control == "none":  # the next level's mask, from this level's final weights
+            roles = pruned_tensors(start.model, task.pruning)
+            run.save_masks(level + 1, next_masks(start.model, start.masks, roles, task.pruning))
+
+    train_arm(task, seed, CONTROLS[control], run, todo,
+              lambda level, _: starting_point(task, seed, control, level, run, imp), after,
+              data_dir, progress, echo, wandb, control)
     return run
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ticketbench.config import OptimizerConfig
-from ticketbench.data.tensors import PAD, BatchStream, DeviceSplit
+from ticketbench.data.tensors import BatchStream, DeviceSplit
 
 
 class Chunks:
@@ -143,11 +143,7 @@ def train_accuracy(model: nn.Module, split: DeviceSplit, chunk: int = 5_000) -> 
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=split.device)
     for lo in range(0, len(split.y_train), chunk):
-        rows = torch.arange(lo, min(lo + chunk, len(split.y_train)), device=split.device)
-        if split.augments:  # the centre crop, unflipped
-            centre = torch.full_like(rows, PAD)
-            rows = torch.stack([rows, centre, centre, torch.zeros_like(rows)], dim=1)
-        x, y = split.train_batch(rows)
+        x, y = split.examples(torch.arange(lo, min(lo + chunk, len(split.y_train)), device=split.device))
         correct += (model(x).argmax(1) == y).sum()
     model.train(was_training)
     return float(correct) / len(split.y_train)

@@ -1,0 +1,125 @@
+"""Prune once per target density with a registered method, then train: ``ticketbench run TASK
+--method NAME --densities 51.2,21.0,...``.
+
+Level i (1, 2, ...) of a method's run holds the i-th density (in the order given): its mask is
+the method's answer at the initialisation θ0 (or at θ_k, read from the winning-ticket run, when the
+task rewinds to k > 0), and the level trains from there with the task's protocol, so its record
+has the schema of an IMP level plus ``method`` and ``target_density_percent``. A method that
+prunes after training (``after_training``) first trains the dense network as level 0 (which also
+captures θ_k) and prunes its final weights; the kept weights are rewound.
+
+Sanity checks of Frankle et al. 2021 ("Missing the Mark"), for any method: ``shuffle`` keeps the
+method's per-layer counts but draws the kept positions within each layer at random; ``reinit``
+keeps the masks but trains them from a fresh initialisation.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ticketbench.atomic import atomic_write
+from ticketbench.config import ConfigError, TaskConfig
+from ticketbench.data.tensors import DeviceSplit
+from ticketbench.models import build_model
+from ticketbench.pruning.masks import apply_masks, full_masks
+from ticketbench.pruning.methods import PruneRequest, get_method, select_masks
+from ticketbench.pruning.schedule import pruned_tensors
+from ticketbench.pruning.select import random_masks
+from ticketbench.runs import RunDir, RunError
+from ticketbench.seeding import derive_seed, generator
+from ticketbench.tracking import WandbOptions
+from ticketbench.training.imp import Start, train_arm
+from ticketbench.training.level import LevelResult
+
+SANITY = ("shuffle", "reinit")
+
+
+def parse_densities(text: str) -> list[float]:
+    """``"51.2,21.0"`` -> [51.2, 21.0]: percentages of weights remaining, each in (0, 100]."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--densities {text!r}: expected comma-separated percentages, e.g. 51.2,21.0,8.6") from None
+    bad = [v for v in values if not 0 < v <= 100]
+    if not values or bad:
+        raise ConfigError(f"--densities {text!r}: each density is a % of weights remaining in (0, 100]")
+    return values
+
+
+def _sampler(split: DeviceSplit, gen: torch.Generator) -> tuple[Callable, Callable]:
+    """``examples(n)``: n random training examples; ``per_class(k)``: k of each class (seeded)."""
+    labels = split.y_train.cpu()
+
+    def examples(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return split.examples(torch.randperm(len(labels), generator=gen)[:n])
+
+    def per_class(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        order = torch.randperm(len(labels), generator=gen)
+        rows = torch.cat([order[labels[order] == c][:k] for c in labels.unique().tolist()])
+        return split.examples(rows)
+
+    return examples, per_class
+
+
+def run_method(task: TaskConfig, seed: int, name: str, densities: list[float], out: Path = Path("runs"),
+               data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
+               wandb: WandbOptions | None = None, sanity: str | None = None) -> RunDir:
+    """Train every density of one method that is not finished yet; return its run directory."""
+    chosen = get_method(name)
+    if sanity is not None and sanity not in SANITY:
+        raise ConfigError(f"unknown sanity check {sanity!r}; valid: {', '.join(SANITY)}")
+    arm = name + (f"+{sanity}" if sanity else "")
+    first = 0 if chosen.after_training else 1
+    task = dataclasses.replace(task, levels=len(densities) + 1)
+    run = RunDir.for_arm(out, task, seed, arm)
+    imp = RunDir.for_run(out, task, seed, "none")
+    if task.rewind_step and not chosen.after_training and not imp.rewind_path.is_file():
+        raise RunError(f"{task.name} rewinds to step {task.rewind_step}: the method needs θ_k from "
+                       f"{imp.rewind_path}; run the winning tickets (no --method) first")
+    names = pruned_tensors(build_model(task.model, seed), task.pruning)
+    run.start(task, seed, arm, first, names, method=name, sanity=sanity, densities=densities)
+    todo = [lvl for lvl in range(first, task.levels) if not run.has_level(lvl)]
+    if not todo:
+        echo(f"{run.path}: all {len(densities)} densities already finished")
+        return run
+
+    def rewind_point() -> torch.nn.Module:
+        model = build_model(task.model, seed)
+        if task.rewind_step:
+            model.load_state_dict((run if chosen.after_training else imp).load_rewind())
+        return model
+
+    def begin(level: int, split: DeviceSplit) -> Start:
+        model = rewind_point() if level else build_model(task.model, seed)
+        masks = full_masks(model, list(names))
+        if level == 0:
+            return Start(model, masks, 0, about={"method": name, "target_density_percent": 100.0})
+        trained = None
+        if chosen.after_training:
+            trained = build_model(task.model, seed)
+            trained.load_state_dict(torch.load(run.path / "dense_final.pt", weights_only=True))
+        examples, per_class = _sampler(split, generator(seed, "method", level))
+        request = PruneRequest(copy.deepcopy(model).to(split.device), {n: m.to(split.device) for n, m in masks.items()},
+                               names, densities[level - 1] / 100, examples, per_class,
+                               generator(seed, "method-scores", level), trained and trained.to(split.device))
+        masks = {n: m.cpu() for n, m in select_masks(chosen, request).items()}
+        if sanity == "shuffle":
+            masks = random_masks(masks, {n: int(m.sum()) for n, m in masks.items()}, generator(seed, "shuffle", level))
+        if sanity == "reinit":
+            model = build_model(task.model, derive_seed(seed, "reinit"))
+        apply_masks(model, masks)
+        return Start(model, masks, task.rewind_step,
+                     about={"method": name, "target_density_percent": densities[level - 1]})
+
+    def after(level: int, start: Start, _: LevelResult) -> None:
+        if level == 0:  # the trained dense network, scored by after-training methods
+            state = {k: v.detach().cpu() for k, v in start.model.state_dict().items()}
+            atomic_write(run.path / "dense_final.pt", lambda f: torch.save(state, f))
+
+    train_arm(task, seed, arm, run, todo, begin, after, data_dir, progress, echo, wandb)
+    return run
