@@ -93,7 +93,27 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", type=Path, help=runs_help)
     report.add_argument("--references", help="a references YAML file (default: the task's own)")
     report.add_argument("--out", type=Path, help="where to write the figures (default: beside the runs)")
+    compare = sub.add_parser("compare", help="every method against IMP: one table and one figure")
+    compare.add_argument("runs", nargs="+", type=Path, help=runs_help)
+    compare.add_argument("--out", type=Path, help="where to write COMPARE.md, compare.png/svg (default: by the runs)")
     return top
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from ticketbench.compare import figure, markdown, points
+    from ticketbench.scoring import load_run_set
+
+    run_set = load_run_set(args.runs)
+    found = points(run_set)
+    if not found:
+        raise RunError("no finished levels to compare")
+    out = args.out or run_set.root
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(run_set, found)
+    (out / "COMPARE.md").write_text(text)
+    print(text, end="")
+    for path in [out / "COMPARE.md", *figure(run_set, found, out)]:
+        print(f"wrote {path}")
 
 
 def _verdicts(args: argparse.Namespace) -> int:
@@ -217,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             _show(resolve_task(args))
         elif args.command == "runs":
             _runs(args.root)
+        elif args.command == "compare":
+            _compare(args)
         elif args.command in ("score", "check", "report"):
             return _verdicts(args)
         elif args.command == "table":

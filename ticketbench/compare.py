@@ -1,0 +1,125 @@
+"""``ticketbench compare``: every method of one task and configuration against IMP.
+
+For each arm other than IMP and each of its levels, the test accuracy (at early stop, or at the
+end of training for tasks without validation) is compared with the IMP level of nearest P_m
+(within a factor 1.25). With several seeds the difference is taken seed by seed and given with a
+95% t-interval; with one seed it is a single value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ticketbench.scoring import RunSet, Unmeasurable, nearest_level
+from ticketbench.stats import Interval
+
+REFERENCE = "imp"
+
+
+@dataclass
+class Point:
+    """One level of one arm: P_m, accuracy over seeds (in %), and its difference to IMP."""
+
+    arm: str
+    p_m: float
+    accuracy: Interval
+    imp_p_m: float | None
+    delta: Interval | None
+
+
+def _accuracy(record: dict) -> float | None:
+    value = record.get("test_acc_at_early_stop")
+    if value is None or record.get("early_stop_step") is None:
+        value = record.get("test_acc_final")
+    return None if value is None or record.get("diverged") else 100.0 * value
+
+
+def points(run_set: RunSet) -> list[Point]:
+    """Every level of every arm with its difference to IMP where IMP has a level near its P_m."""
+    arms = sorted({arm for per_seed in run_set.seeds.values() for arm in per_seed})
+    out = []
+    for arm in arms:
+        levels = sorted({lvl for per_seed in run_set.seeds.values() for lvl in per_seed.get(arm, {})})
+        for level in levels:
+            records = [s[arm][level] for s in run_set.seeds.values() if level in s.get(arm, {})]
+            values = [v for v in map(_accuracy, records) if v is not None]
+            if not values:
+                continue
+            p_m = sum(r["weights_remaining_percent"] for r in records) / len(records)
+            deltas, imp_p_m = [], None
+            if arm != REFERENCE:
+                for per_seed in run_set.seeds.values():
+                    if level not in per_seed.get(arm, {}) or REFERENCE not in per_seed:
+                        continue
+                    try:
+                        imp = nearest_level(per_seed[REFERENCE], p_m)
+                    except Unmeasurable:
+                        continue
+                    ours, theirs = _accuracy(per_seed[arm][level]), _accuracy(imp)
+                    if ours is not None and theirs is not None:
+                        deltas.append(ours - theirs)
+                        imp_p_m = imp["weights_remaining_percent"]
+            out.append(Point(arm, p_m, Interval.of(values), imp_p_m, Interval.of(deltas) if deltas else None))
+    return out
+
+
+def _fmt(iv: Interval | None, sign: bool = False) -> str:
+    """``98.12``, or with several seeds ``98.12 ± 0.10``; differences ``+0.31 [-0.05, +0.67]``."""
+    if iv is None:
+        return "—"
+    text = f"{iv.mean:+.2f}" if sign else f"{iv.mean:.2f}"
+    if iv.n == 1:
+        return text
+    return f"{text} [{iv.low:+.2f}, {iv.high:+.2f}]" if sign else f"{text} ± {iv.high - iv.mean:.2f}"
+
+
+def markdown(run_set: RunSet, found: list[Point]) -> str:
+    seeds = sorted(run_set.seeds)
+    spread = (", mean and 95% t-interval of the per-seed differences." if len(seeds) > 1
+              else " (one seed: single values).")
+    lines = [f"# {run_set.task}: methods against IMP", "",
+             f"Configuration {run_set.fingerprint}; seeds {', '.join(map(str, seeds))}. Test accuracy (%) at "
+             "early stop (or at the end of training without a validation split); Δ IMP = accuracy minus that of "
+             "the IMP level of nearest P_m" + spread, "",
+             "| arm | P_m (%) | accuracy | IMP level P_m (%) | Δ IMP (pp) |", "|---|---|---|---|---|"]
+    for p in found:
+        imp = "—" if p.imp_p_m is None else f"{p.imp_p_m:.1f}"
+        lines.append(f"| {p.arm} | {p.p_m:.1f} | {_fmt(p.accuracy)} | {imp} | {_fmt(p.delta, sign=True)} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(run_set: RunSet, found: list[Point], out_dir: Path) -> list[Path]:
+    """Accuracy against % weights remaining, one line per arm, IMP as the black reference line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.8, 4.4), dpi=150)
+    arms = sorted({p.arm for p in found}, key=lambda a: (a != REFERENCE, a))
+    for arm in arms:
+        mine = sorted((p for p in found if p.arm == arm), key=lambda p: -p.p_m)
+        style = {"color": "black", "linewidth": 2.2, "zorder": 5} if arm == REFERENCE else {"linewidth": 1.2}
+        ax.plot([p.p_m for p in mine], [p.accuracy.mean for p in mine], marker="o", ms=3.5,
+                label="IMP (reference)" if arm == REFERENCE else arm, **style)
+        if any(p.accuracy.n > 1 for p in mine):
+            ax.fill_between([p.p_m for p in mine], [p.accuracy.low for p in mine], [p.accuracy.high for p in mine],
+                            alpha=0.15, color=ax.lines[-1].get_color(), linewidth=0)
+    low = min(p.p_m for p in found)
+    ax.set_xscale("log")
+    ax.set_xlim(105, low * 0.8)
+    ticks = [t for t in (100, 51.2, 21.0, 8.6, 3.5, 1.4, 0.6) if t >= low * 0.8]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("Percent of weights remaining (P_m)")
+    ax.set_ylabel("Test accuracy (%)")
+    ax.set_title(f"{run_set.task}: pruning methods vs IMP ({len(run_set.seeds)} seed{'s' * (len(run_set.seeds) > 1)})")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    paths = [out_dir / f"compare.{suffix}" for suffix in ("png", "svg")]
+    for path in paths:
+        fig.savefig(path)
+    plt.close(fig)
+    return paths
