@@ -136,6 +136,8 @@ def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[
     import matplotlib.pyplot as plt
 
     arms = [a for a in ARM_STYLE if any(a in s for s in run_set.seeds.values())]
+    if "imp" not in arms:  # the figures are drawn against the winning tickets
+        return []
     n = len(run_set.seeds)
     written = []
     early_stops = bool(_curves(run_set, "imp", "early_stop_step")[0])  # tasks without validation have none

@@ -16,7 +16,8 @@ The x-axis of every chart is ``trainer/global_step = level * max_steps + step``:
   the level's mask as a version of the ``masks-<task>-<run>`` artifact (alias ``level-NN``);
 - after level 0 of the winning-ticket arm: θ_k as the ``rewind-<task>-<run>`` artifact;
 - when every level is finished: the report figures of the experiment (all arms and seeds of the
-  configuration found beside this run) as images and its ``verdicts`` table.
+  configuration found beside this run) as images, with ``figures/compare`` when pruning methods
+  are among them, and its ``verdicts`` table.
 """
 
 from __future__ import annotations
@@ -104,14 +105,16 @@ def _run_id(run: RunDir) -> str:
 class Tracker:
     """The W&B side of one ``ticketbench run`` invocation for one arm."""
 
-    def __init__(self, run: RunDir, task: TaskConfig, seed: int, control: str, options: WandbOptions) -> None:
+    def __init__(self, run: RunDir, task: TaskConfig, seed: int, options: WandbOptions) -> None:
         import wandb
         from lightning.pytorch.loggers import WandbLogger
 
         self.run, self.task, self.seed = run, task, seed
-        arm = run.meta()["arm"]
+        meta = run.meta()
+        arm = meta["arm"]
         self.stem = f"{task.name}-{run.path.name}"
-        config = {"task": plain(task), "seed": seed, "arm": arm, "control": control,
+        arm_keys = {k: meta[k] for k in ("control", "method", "sanity", "densities") if meta.get(k) is not None}
+        config = {"task": plain(task), "seed": seed, "arm": arm, **arm_keys,
                   "fingerprint": task.fingerprint(), "run_dir": str(run.path), "code": code_version()}
         experiment = wandb.init(
             name=run.path.name, dir=str(run.path), id=_run_id(run), resume="allow", mode=options.mode,
@@ -159,8 +162,10 @@ class Tracker:
         """The report figures and the verdict table of every run of this configuration beside this one."""
         import wandb
 
+        from ticketbench.compare import figure as compare_figure
+        from ticketbench.compare import points
         from ticketbench.references import load_references
-        from ticketbench.report import claim_row, figures
+        from ticketbench.report import ARM_STYLE, claim_row, figures
         from ticketbench.scoring import load_run_set, score
 
         fingerprint = self.task.fingerprint()
@@ -174,6 +179,8 @@ class Tracker:
         x = x_axis(self.task, self.task.levels, 0)
         with tempfile.TemporaryDirectory() as tmp:
             pngs = [p for p in figures(results, run_set, Path(tmp)) if p.suffix == ".png"]
+            if any(arm not in ARM_STYLE for seed in run_set.seeds.values() for arm in seed):  # pruning methods
+                pngs += [p for p in compare_figure(run_set, points(run_set), Path(tmp)) if p.suffix == ".png"]
             logged: dict[str, Any] = {f"figures/{p.stem}": wandb.Image(str(p)) for p in pngs}
             if results:
                 rows = [claim_row(r) for r in results]

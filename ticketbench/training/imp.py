@@ -100,7 +100,7 @@ def record(task: TaskConfig, seed: int, arm: str, level: int, masks: Masks, resu
 def train_arm(task: TaskConfig, seed: int, arm: str, run: RunDir, todo: list[int],
               begin: Callable[[int, DeviceSplit], Start], after: Callable[[int, Start, LevelResult], None],
               data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
-              wandb: WandbOptions | None = None, control: str = "none") -> None:
+              wandb: WandbOptions | None = None) -> None:
     """Train the levels ``todo`` of one arm: ``begin(level, split)`` gives each level's start,
     ``after(level, start, result)`` runs once it is trained (before its record marks it done).
     Level 0 captures θ_k; ``wandb`` with a resolved mode logs to W&B (see ticketbench.tracking)."""
@@ -109,7 +109,7 @@ def train_arm(task: TaskConfig, seed: int, arm: str, run: RunDir, todo: list[int
     split = make_split(load_arrays(task.dataset, data_dir), task.dataset, task.normalize, task.val_size, seed,
                        device, stratified=task.split == "stratified", augment=augment)
     stream = BatchStream(len(split.y_train), task.batch_size, seed, augment=augment)
-    tracker = Tracker(run, task, seed, control, wandb) if wandb is not None and wandb.mode != "off" else None
+    tracker = Tracker(run, task, seed, wandb) if wandb is not None and wandb.mode != "off" else None
     eta = Eta(sum(task.max_steps - (task.rewind_step if lvl else 0) for lvl in todo))
     failed = True
     try:
@@ -163,7 +163,7 @@ def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
 
     train_arm(task, seed, CONTROLS[control], run, todo,
               lambda level, _: starting_point(task, seed, control, level, run, imp), after,
-              data_dir, progress, echo, wandb, control)
+              data_dir, progress, echo, wandb)
     return run
 
 
