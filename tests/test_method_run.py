@@ -62,7 +62,10 @@ def test_method_errors_exit_2_with_one_line(tmp_path: Path, fake_data_dir: Path)
     assert "each density is a % of weights remaining in (0, 100]" in error("--method", "snip", "--densities", "0,50")
     assert "expected comma-separated percentages" in error("--method", "snip", "--densities", "half")
     assert "--control and --method exclude each other" in error("--method", "snip", "--control", "reinit")
-    assert "--sanity applies to the masks of a --method" in error("--sanity", "shuffle")
+    assert "--sanity applies to a --method" in error("--sanity", "shuffle")
+    assert "--iterative applies to a --method" in error("--iterative")
+    assert "--iterative needs decreasing --densities, got 20,50" in error("--method", "snip", "--iterative",
+                                                                         "--densities", "20,50")
     assert not (tmp_path / "lenet300-mnist").exists()
     first = ticketbench("run", "lenet300-mnist", *TINY, "--out", str(tmp_path), "--wandb", "off", "--method", "random",
                         "--densities", "50", data=fake_data_dir)
@@ -82,3 +85,15 @@ def test_compare_tables_every_method_against_imp(tmp_path: Path, fake_data_dir: 
     assert [(r[1], r[3]) for r in rows] == [("80.0", "80.0"), ("51.2", "51.3")], "nearest IMP level per density"
     assert all(r[4].rstrip(" |").startswith(("+", "-")) for r in rows)
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 10_000
+
+
+def test_iterative_masks_shrink_level_by_level(tiny_task: TaskConfig, tmp_path: Path, fake_data_dir: Path) -> None:
+    for name in ("snip", "oneshot-magnitude"):
+        run = run_method(tiny_task, 0, name, [60.0, 30.0], tmp_path, str(fake_data_dir), echo=lambda _: None,
+                         iterative=True)
+        assert run.path.name.startswith(f"{name}-iterative-seed0-")
+        first, second = load_masks(run.mask_path(1)), load_masks(run.mask_path(2))
+        assert all(not (second[n] & ~first[n]).any() for n in first), "the second mask lies inside the first"
+    once = load_masks(run_method(tiny_task, 0, "oneshot-magnitude", [60.0, 30.0], tmp_path, str(fake_data_dir),
+                                 echo=lambda _: None).mask_path(2))
+    assert any(not (once[n] == second[n]).all() for n in once), "iterating scores other trained weights"

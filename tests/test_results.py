@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from ticketbench.compare import markdown, points
 from ticketbench.pruning.masks import layer_remaining_percent, load_masks, remaining_percent
 from ticketbench.report import level_table
-from ticketbench.runs import RunDir
+from ticketbench.runs import CONTROLS, RunDir
+from ticketbench.scoring import load_run_set
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 RUNS = sorted(p.parent for p in RESULTS.glob("*/*/meta.json"))
 TASKS = sorted({p.parent for p in RUNS})
+ARMS = set(CONTROLS.values())
 
 
 @pytest.mark.parametrize("path", RUNS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -32,5 +35,12 @@ def test_records_match_their_masks(path: Path) -> None:
 
 @pytest.mark.parametrize("task_dir", TASKS, ids=lambda p: p.name)
 def test_results_readme_table_is_generated_from_the_records(task_dir: Path) -> None:
-    runs = sorted(p for p in task_dir.iterdir() if (p / "meta.json").is_file())
+    """The README's table of the IMP arm and its controls (pruning methods are in COMPARE.md)."""
+    runs = sorted(p for p in task_dir.iterdir() if (p / "meta.json").is_file() and RunDir(p).meta()["arm"] in ARMS)
     assert level_table(runs) in (task_dir / "README.md").read_text()
+
+
+@pytest.mark.parametrize("task_dir", [t for t in TASKS if (t / "COMPARE.md").is_file()], ids=lambda p: p.name)
+def test_method_comparison_is_generated_from_the_records(task_dir: Path) -> None:
+    run_set = load_run_set([task_dir])
+    assert markdown(run_set, points(run_set)) == (task_dir / "COMPARE.md").read_text()

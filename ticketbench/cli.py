@@ -60,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
                      help="with --method: %% of weights remaining, one level each (default: 51.2,21.0,8.6,3.5,1.4)")
     run.add_argument("--sanity", choices=("shuffle", "reinit"),
                      help="with --method: shuffle kept positions within each layer, or reinitialise kept weights")
+    run.add_argument("--iterative", action="store_true",
+                     help="with --method: each density starts from the previous level's mask (decreasing densities)")
     run.add_argument("--out", type=Path, default=Path("runs"), help="root of the run directories")
     run.add_argument("--data-dir", help="directory holding <dataset>.npz (default: $TICKETBENCH_DATA, then the cache)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -213,8 +215,8 @@ def _train(args: argparse.Namespace) -> None:
                          tuple(args.wandb_tag))
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     if args.method is None:
-        if args.sanity:
-            raise ConfigError("--sanity applies to the masks of a --method")
+        if args.sanity or args.iterative:
+            raise ConfigError(f"--{'sanity' if args.sanity else 'iterative'} applies to a --method")
         run = run_imp(task, args.seed, args.control, args.out, args.data_dir, progress, wandb=wandb)
     else:
         from ticketbench.training.method_run import parse_densities, run_method
@@ -222,7 +224,7 @@ def _train(args: argparse.Namespace) -> None:
         if args.control != "none":
             raise ConfigError("--control and --method exclude each other; for a method's controls use --sanity")
         run = run_method(task, args.seed, args.method, parse_densities(args.densities), args.out, args.data_dir,
-                         progress, wandb=wandb, sanity=args.sanity)
+                         progress, wandb=wandb, sanity=args.sanity, iterative=args.iterative)
     print(f"run directory: {run.path}")
 
 

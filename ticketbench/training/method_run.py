@@ -6,7 +6,8 @@ the method's answer at the initialisation θ0 (or at θ_k, read from the winning
 task rewinds to k > 0), and the level trains from there with the task's protocol, so its record
 has the schema of an IMP level plus ``method`` and ``target_density_percent``. A method that
 prunes after training (``after_training``) first trains the dense network as level 0 (which also
-captures θ_k) and prunes its final weights; the kept weights are rewound.
+captures θ_k) and prunes its final weights; the kept weights are rewound. With ``--iterative``
+each density starts from the previous level's mask (and, after training, its trained weights).
 
 Sanity checks of Frankle et al. 2021 ("Missing the Mark"), for any method: ``shuffle`` keeps the
 method's per-layer counts but draws the kept positions within each layer at random; ``reinit``
@@ -68,12 +69,18 @@ def _sampler(split: DeviceSplit, gen: torch.Generator) -> tuple[Callable, Callab
 
 def run_method(task: TaskConfig, seed: int, name: str, densities: list[float], out: Path = Path("runs"),
                data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
-               wandb: WandbOptions | None = None, sanity: str | None = None) -> RunDir:
-    """Train every density of one method that is not finished yet; return its run directory."""
+               wandb: WandbOptions | None = None, sanity: str | None = None, iterative: bool = False) -> RunDir:
+    """Train every density of one method that is not finished yet; return its run directory.
+
+    ``iterative``: each density starts from the previous level's mask instead of the full network
+    (densities must decrease); a method that prunes after training then scores the previous
+    level's trained weights, as IMP does with magnitudes."""
     chosen = get_method(name)
     if sanity is not None and sanity not in SANITY:
         raise ConfigError(f"unknown sanity check {sanity!r}; valid: {', '.join(SANITY)}")
-    arm = name + (f"+{sanity}" if sanity else "")
+    if iterative and any(b >= a for a, b in zip(densities, densities[1:], strict=False)):
+        raise ConfigError(f"--iterative needs decreasing --densities, got {','.join(f'{d:g}' for d in densities)}")
+    arm = name + ("-iterative" if iterative else "") + (f"+{sanity}" if sanity else "")
     first = 0 if chosen.after_training else 1
     task = dataclasses.replace(task, levels=len(densities) + 1)
     run = RunDir.for_arm(out, task, seed, arm)
@@ -82,7 +89,7 @@ def run_method(task: TaskConfig, seed: int, name: str, densities: list[float], o
         raise RunError(f"{task.name} rewinds to step {task.rewind_step}: the method needs θ_k from "
                        f"{imp.rewind_path}; run the winning tickets (no --method) first")
     names = pruned_tensors(build_model(task.model, seed), task.pruning)
-    run.start(task, seed, arm, first, names, method=name, sanity=sanity, densities=densities)
+    run.start(task, seed, arm, first, names, method=name, sanity=sanity, densities=densities, iterative=iterative)
     todo = [lvl for lvl in range(first, task.levels) if not run.has_level(lvl)]
     if not todo:
         echo(f"{run.path}: all {len(densities)} densities already finished")
@@ -94,15 +101,21 @@ def run_method(task: TaskConfig, seed: int, name: str, densities: list[float], o
             model.load_state_dict((run if chosen.after_training else imp).load_rewind())
         return model
 
+    def final_path(level: int) -> Path:
+        return run.path / f"final_{level:02d}.pt"
+
     def begin(level: int, split: DeviceSplit) -> Start:
         model = rewind_point() if level else build_model(task.model, seed)
         masks = full_masks(model, list(names))
         if level == 0:
             return Start(model, masks, 0, about={"method": name, "target_density_percent": 100.0})
+        previous = level - 1 if iterative else 0
+        if iterative and level > 1:
+            masks = run.load_masks(level - 1)
         trained = None
         if chosen.after_training:
             trained = build_model(task.model, seed)
-            trained.load_state_dict(torch.load(run.path / "dense_final.pt", weights_only=True))
+            trained.load_state_dict(torch.load(final_path(previous), weights_only=True))
         examples, per_class = _sampler(split, generator(seed, "method", level))
         request = PruneRequest(copy.deepcopy(model).to(split.device), {n: m.to(split.device) for n, m in masks.items()},
                                names, densities[level - 1] / 100, examples, per_class,
@@ -117,9 +130,9 @@ def run_method(task: TaskConfig, seed: int, name: str, densities: list[float], o
                      about={"method": name, "target_density_percent": densities[level - 1]})
 
     def after(level: int, start: Start, _: LevelResult) -> None:
-        if level == 0:  # the trained dense network, scored by after-training methods
+        if chosen.after_training and (level == 0 or iterative):  # the trained weights the next mask scores
             state = {k: v.detach().cpu() for k, v in start.model.state_dict().items()}
-            atomic_write(run.path / "dense_final.pt", lambda f: torch.save(state, f))
+            atomic_write(final_path(level), lambda f: torch.save(state, f))
 
     train_arm(task, seed, arm, run, todo, begin, after, data_dir, progress, echo, wandb)
     return run
