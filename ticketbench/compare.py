@@ -96,27 +96,33 @@ def figure(run_set: RunSet, found: list[Point], out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.8, 4.4), dpi=150)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), dpi=150)
     arms = sorted({p.arm for p in found}, key=lambda a: (a != REFERENCE, a))
-    for arm in arms:
-        mine = sorted((p for p in found if p.arm == arm), key=lambda p: -p.p_m)
-        style = {"color": "black", "linewidth": 2.2, "zorder": 5} if arm == REFERENCE else {"linewidth": 1.2}
-        ax.plot([p.p_m for p in mine], [p.accuracy.mean for p in mine], marker="o", ms=3.5,
-                label="IMP (reference)" if arm == REFERENCE else arm, **style)
-        if any(p.accuracy.n > 1 for p in mine):
-            ax.fill_between([p.p_m for p in mine], [p.accuracy.low for p in mine], [p.accuracy.high for p in mine],
-                            alpha=0.15, color=ax.lines[-1].get_color(), linewidth=0)
     low = min(p.p_m for p in found)
-    ax.set_xscale("log")
-    ax.set_xlim(105, low * 0.8)
     ticks = [t for t in (100, 51.2, 21.0, 8.6, 3.5, 1.4, 0.6) if t >= low * 0.8]
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel("Percent of weights remaining (P_m)")
-    ax.set_ylabel("Test accuracy (%)")
-    ax.set_title(f"{run_set.task}: pruning methods vs IMP ({len(run_set.seeds)} seed{'s' * (len(run_set.seeds) > 1)})")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    for ax in axes:
+        for arm in arms:
+            mine = sorted((p for p in found if p.arm == arm), key=lambda p: -p.p_m)
+            style = {"color": "black", "linewidth": 2.2, "zorder": 5} if arm == REFERENCE else {"linewidth": 1.2}
+            ax.plot([p.p_m for p in mine], [p.accuracy.mean for p in mine], marker="o", ms=3.5,
+                    label="IMP (reference)" if arm == REFERENCE else arm, **style)
+            if any(p.accuracy.n > 1 for p in mine):
+                ax.fill_between([p.p_m for p in mine], [p.accuracy.low for p in mine], [p.accuracy.high for p in mine],
+                                alpha=0.15, color=ax.lines[-1].get_color(), linewidth=0)
+        ax.set_xscale("log")
+        ax.set_xlim(105, low * 0.8)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("Percent of weights remaining (P_m)")
+        ax.grid(True, alpha=0.3)
+    reference = [p.accuracy.mean for p in found if p.arm == REFERENCE] or [p.accuracy.mean for p in found]
+    axes[1].set_ylim(min(reference) - 4, max(p.accuracy.mean for p in found) + 0.3)
+    axes[0].set_ylabel("Test accuracy (%)")
+    axes[0].set_title("all levels")
+    axes[1].set_title(f"zoom: down to 4 pp below {REFERENCE.upper()}'s lowest")
+    axes[0].legend(fontsize=7, ncol=2)
+    n = len(run_set.seeds)
+    fig.suptitle(f"{run_set.task}: pruning methods vs IMP ({n} seed{'s' * (n > 1)})")
     fig.tight_layout()
     paths = [out_dir / f"compare.{suffix}" for suffix in ("png", "svg")]
     for path in paths:
