@@ -97,3 +97,19 @@ def test_iterative_masks_shrink_level_by_level(tiny_task: TaskConfig, tmp_path: 
     once = load_masks(run_method(tiny_task, 0, "oneshot-magnitude", [60.0, 30.0], tmp_path, str(fake_data_dir),
                                  echo=lambda _: None).mask_path(2))
     assert any(not (once[n] == second[n]).all() for n in once), "iterating scores other trained weights"
+
+
+def test_compare_gives_a_t_interval_of_the_per_seed_differences(tmp_path: Path) -> None:
+    from conftest import write_run
+
+    from ticketbench.compare import points
+    from ticketbench.scoring import load_run_set
+
+    for seed, (imp, snip) in enumerate([(0.980, 0.970), (0.982, 0.975), (0.978, 0.968)]):
+        write_run(tmp_path, seed, "imp", [(0, 0.98, 3000), (3, imp, 2800)])
+        write_run(tmp_path, seed, "snip", [(3, snip, 3000)])
+    (point,) = [p for p in points(load_run_set([tmp_path])) if p.arm == "snip"]
+    deltas = [-1.0, -0.7, -1.0]  # pp, seed by seed
+    assert point.delta.n == 3 and point.delta.mean == pytest.approx(sum(deltas) / 3)
+    half = 4.302653 * (sum((d + 0.9) ** 2 for d in deltas) / 2) ** 0.5 / 3**0.5  # t(0.975, df 2)
+    assert (point.delta.low, point.delta.high) == pytest.approx((-0.9 - half, -0.9 + half), abs=1e-4)
