@@ -172,12 +172,20 @@ def resolve_task(args: argparse.Namespace) -> TaskConfig:
 
 
 def _list() -> None:
-    from ticketbench.catalog import CPU_LEVEL_TIME, GPU_LEVEL_TIME, level_time, protocol_summary
+    from ticketbench.catalog import (
+        CPU_LEVEL_SECONDS,
+        CPU_STEP_SECONDS,
+        GPU_LEVEL_SECONDS,
+        GPU_STEP_SECONDS,
+        level_time,
+        protocol_summary,
+    )
 
     for name in task_names():
         task = load_task(name)
-        print(f"{name}\n    {protocol_summary(task)}\n    time per level: CPU {level_time(name, CPU_LEVEL_TIME)}, "
-              f"GPU {level_time(name, GPU_LEVEL_TIME)}")
+        print(f"{name}\n    {protocol_summary(task)}\n    time per level: "
+              f"CPU {level_time(task, CPU_LEVEL_SECONDS, CPU_STEP_SECONDS)}, "
+              f"GPU {level_time(task, GPU_LEVEL_SECONDS, GPU_STEP_SECONDS)}")
     print("(CPU: 2-core x86 machine, 1 thread; ~ marks a projection from measured seconds per step)")
 
 
