@@ -12,6 +12,9 @@ import pytest
 
 from ticketbench.config import task_names
 
+# the LeNet-300-100 protocol shrunk to seconds (as the tiny_task fixture)
+TINY = ["--set", "val_size=100", "--set", "batch_size=20", "--max-steps", "40", "--eval-every", "10"]
+
 
 def ticketbench(*args: str, data: Path | None = None, cwd: Path | None = None,
                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -30,9 +33,11 @@ def test_unknown_task_exits_2_with_one_line() -> None:
         "ticketbench: error: unknown task 'lenet-5'; valid tasks: " + ", ".join(task_names())]
 
 
-def test_invalid_control_is_rejected_by_the_parser() -> None:
-    result = ticketbench("run", "lenet300-mnist", "--control", "shuffle")
-    assert result.returncode == 2 and "invalid choice: 'shuffle'" in result.stderr
+def test_invalid_control_is_rejected_in_one_line() -> None:
+    result = ticketbench("run", "lenet300-mnist", "--control", "none,shuffle")
+    assert result.returncode == 2
+    assert result.stderr == ("ticketbench: error: unknown control 'shuffle'; valid: none, reinit, random-prune "
+                             "(several comma-separated)\n")
 
 
 def test_list_shows_every_task_with_its_protocol_and_time_per_level() -> None:

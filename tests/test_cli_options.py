@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_cli import ticketbench
+from test_cli import TINY, ticketbench
 
 from ticketbench.config import TaskConfig, from_mapping, load_task
-
-TINY = ["--set", "val_size=100", "--set", "batch_size=20", "--max-steps", "40", "--eval-every", "10"]
 
 
 def _error(result) -> str:

@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from ticketbench.config import OptimizerConfig, override
-from ticketbench.data import BatchStream, load_arrays, make_split
+from ticketbench.config import OptimizerConfig, TaskConfig, override
+from ticketbench.data import BatchStream, DeviceSplit, load_arrays, make_split
+from ticketbench.data.tensors import ReplicaData
 from ticketbench.models import build_model
-from ticketbench.pruning.masks import full_masks
+from ticketbench.pruning.masks import Masks, full_masks
 from ticketbench.pruning.select import random_masks
 from ticketbench.runs import RunDir, RunError
 from ticketbench.training.imp import run_imp, starting_point
 from ticketbench.training.level import train_level
+from ticketbench.training.replicas import Replicas
 
 
 def quiet(_: str) -> None:
@@ -44,14 +46,19 @@ def test_rewind_restores_theta_k_on_kept_and_zero_on_pruned(tiny_task, fake_data
         assert 0 < int(mask.sum()) < mask.numel()
 
 
+def _train_one(task: TaskConfig, model: torch.nn.Module, masks: Masks, split: DeviceSplit) -> None:
+    """One level of one model (a single replica), seed 0's data order."""
+    train_level(task, Replicas([model]), [masks], ReplicaData([split]),
+                [BatchStream(len(split.y_train), task.batch_size, 0)], 0, False)
+
+
 def test_late_rewind_captures_the_weights_at_step_k(tiny_task, fake_data_dir, tmp_path) -> None:
     task = override(tiny_task, rewind_step=20, levels=2)
     run = _run(task, tmp_path, fake_data_dir)
     arrays = load_arrays("mnist", fake_data_dir)
     split = make_split(arrays, "mnist", "meanstd", task.val_size, 0)
     model = build_model("lenet300", 0)
-    train_level(override(task, max_steps=20, rewind_step=0), model, full_masks(model, list(dict(model.roles))),
-                split, BatchStream(len(split.y_train), task.batch_size, 0), 0, False)
+    _train_one(override(task, max_steps=20, rewind_step=0), model, full_masks(model, list(dict(model.roles))), split)
     rewind = run.load_rewind()
     assert all(torch.equal(rewind[k], v) for k, v in model.state_dict().items())
     level1 = run.records()[1]
@@ -69,7 +76,7 @@ def test_pruned_weights_stay_exactly_zero(tiny_task, fake_data_dir, optimizer) -
     masks = random_masks(full_masks(model, names), {n: model.get_parameter(n).numel() // 3 for n in names},
                          torch.Generator().manual_seed(0))
     before = {n: model.get_parameter(n).detach().clone() for n in names}
-    train_level(task, model, masks, split, BatchStream(len(split.y_train), task.batch_size, 0), 0, False)
+    _train_one(task, model, masks, split)
     for n in names:
         w = model.get_parameter(n)
         assert torch.count_nonzero(w[~masks[n]]) == 0, f"{n}: a pruned weight moved"

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_cli import ticketbench
+from test_cli import TINY, ticketbench
 
 from ticketbench.config import TaskConfig
 from ticketbench.pruning.masks import load_masks
 from ticketbench.pruning.methods import method_names
 from ticketbench.training.imp import run_imp
 from ticketbench.training.method_run import run_method
-
-TINY = ["--set", "val_size=100", "--set", "batch_size=20", "--max-steps", "40", "--eval-every", "10"]
 
 
 def _counts(path: Path) -> dict[str, int]:

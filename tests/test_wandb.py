@@ -10,15 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli import ticketbench
+from test_cli import TINY, ticketbench
 from wandb_records import read_offline_run
 
 from ticketbench.config import load_task, override
 from ticketbench.references import load_references
 from ticketbench.runs import RunDir, RunError
 from ticketbench.tracking import resolve_mode
-
-TINY = ["--set", "val_size=100", "--set", "batch_size=20", "--max-steps", "40", "--eval-every", "10"]
 
 
 @pytest.fixture

@@ -52,8 +52,12 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[task_options],
                          help="train the levels of one arm of a task (resumes a finished prefix)")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--control", choices=list(CONTROLS), default="none",
-                     help="none = winning tickets; reinit / random-prune = controls on its masks")
+    run.add_argument("--control", default="none", metavar="ARM[,ARM...]",
+                     help=f"{' | '.join(CONTROLS)}: none = winning tickets; reinit / random-prune = controls on its "
+                          "masks; several (comma-separated) train together, e.g. none,reinit,random-prune")
+    run.add_argument("--replicas", type=_positive, default=1, metavar="K",
+                     help="train K seeds (--seed, --seed+1, ...) of every arm at once in this process as stacked "
+                          "replicas, each with its own data order, masks and run directory (not for BatchNorm models)")
     run.add_argument("--method", metavar="NAME",
                      help="prune once per density with a registered method (ticketbench methods) instead of IMP")
     run.add_argument("--densities", default="51.2,21.0,8.6,3.5,1.4", metavar="P,...",
@@ -214,26 +218,44 @@ def _runs(root: Path) -> None:
     print(text_table(rows, list(rows[0])), end="")
 
 
+def _controls(text: str) -> list[str]:
+    controls = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in controls if c not in CONTROLS]
+    if not controls or unknown:
+        raise ConfigError(f"unknown control {unknown[0] if unknown else text!r}; valid: {', '.join(CONTROLS)} "
+                          "(several comma-separated)")
+    return list(dict.fromkeys(controls))
+
+
 def _train(args: argparse.Namespace) -> None:
+    from ticketbench.models import build_model  # heavy imports only when training
     from ticketbench.tracking import WandbOptions, resolve_mode
-    from ticketbench.training.imp import run_imp  # heavy imports only when training
+    from ticketbench.training.imp import imp_arm, run_arms
+    from ticketbench.training.replicas import check_batchable
 
     task = resolve_task(args)
+    controls = _controls(args.control)
+    seeds = range(args.seed, args.seed + args.replicas)
+    if len(seeds) * len(controls) > 1:
+        check_batchable(build_model(task.model, 0), task.model)
     wandb = WandbOptions(resolve_mode(args.wandb), args.wandb_project, args.wandb_entity, args.wandb_group,
                          tuple(args.wandb_tag))
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     if args.method is None:
         if args.sanity or args.iterative:
             raise ConfigError(f"--{'sanity' if args.sanity else 'iterative'} applies to a --method")
-        run = run_imp(task, args.seed, args.control, args.out, args.data_dir, progress, wandb=wandb)
+        arms = [imp_arm(task, seed, control, args.out, ticket_alongside="none" in controls)
+                for seed in seeds for control in controls]
     else:
-        from ticketbench.training.method_run import parse_densities, run_method
+        from ticketbench.training.method_run import method_arm, method_task, parse_densities
 
-        if args.control != "none":
+        if controls != ["none"]:
             raise ConfigError("--control and --method exclude each other; for a method's controls use --sanity")
-        run = run_method(task, args.seed, args.method, parse_densities(args.densities), args.out, args.data_dir,
-                         progress, wandb=wandb, sanity=args.sanity, iterative=args.iterative)
-    print(f"run directory: {run.path}")
+        densities = parse_densities(args.densities)
+        arms = [method_arm(task, seed, args.method, densities, args.out, args.sanity, args.iterative) for seed in seeds]
+        task = method_task(task, densities)
+    for run in run_arms(task, arms, args.data_dir, progress, wandb=wandb):
+        print(f"run directory: {run.path}")
 
 
 def main(argv: list[str] | None = None) -> int:

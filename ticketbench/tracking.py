@@ -4,7 +4,8 @@ Structure: one W&B run per run directory (task x arm x seed x configuration), na
 directory (``imp-seed0-ec14127d``), in the group ``<task>-<fingerprint>`` (every seed and arm of
 one configuration) with the arm as job type. The W&B run id is kept in ``<run dir>/wandb.json``,
 so resuming a run continues the same W&B run (online it resumes; offline each invocation writes
-one segment and ``wandb sync`` joins the segments in order).
+one segment and ``wandb sync`` joins the segments in order). Replicas trained together
+(``--replicas``) each log to their own W&B run, several open in one process.
 
 The x-axis of every chart is ``trainer/global_step = level * max_steps + step``: level L occupies
 [L * max_steps, (L + 1) * max_steps) and its step within the level is the remainder. Logged:
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import Logger
 
 from ticketbench.atomic import write_json
 from ticketbench.config import ConfigError, TaskConfig, plain
@@ -120,7 +123,7 @@ class Tracker:
             name=run.path.name, dir=str(run.path), id=_run_id(run), resume="allow", mode=options.mode,
             project=options.project, entity=options.entity, group=options.group or f"{task.name}-{task.fingerprint()}",
             job_type=arm, tags=[task.name, arm, task.model, task.dataset, *options.tags], config=config,
-            settings=wandb.Settings(silent=True),
+            settings=wandb.Settings(silent=True), reinit="create_new",
         )
         experiment.define_metric("trainer/global_step")
         experiment.define_metric("*", step_metric="trainer/global_step", step_sync=True)
@@ -192,3 +195,33 @@ class Tracker:
         """Close the W&B run; return the offline segments still to sync."""
         self.logger.experiment.finish(exit_code=1 if failed else 0)
         return unsynced(self.run)
+
+
+class ReplicaLogger(Logger):
+    """Routes the metrics of K replicas trained together to their own loggers: a metric logged as
+    ``name@k`` goes to logger k as ``name``; one without a suffix (the step, the level) to all."""
+
+    def __init__(self, loggers: list[Logger]) -> None:
+        super().__init__()
+        self.loggers = loggers
+
+    @property
+    def name(self) -> str:
+        return "replicas"
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Each replica's configuration is logged when its W&B run starts."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        shared = {key: value for key, value in metrics.items() if "@" not in key}
+        routed: list[dict[str, float]] = [dict(shared) for _ in self.loggers]
+        for key, value in metrics.items():
+            if "@" in key:
+                name, _, k = key.rpartition("@")
+                routed[int(k)][name] = value
+        for logger, values in zip(self.loggers, routed, strict=True):
+            logger.log_metrics(values, step)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +63,49 @@ class DeviceSplit:
             return self.train_batch(idx)
         centre = torch.full_like(idx, PAD)
         return self.train_batch(torch.stack([idx, centre, centre, torch.zeros_like(idx)], dim=1))
+
+
+class ReplicaData:
+    """The splits of K replicas, batched: replica k draws its batches from its own split.
+
+    Training images of all replicas sit in one tensor (replica k's rows offset by k times the split
+    size), so one gather serves a [K, B] block of indices; validation sets are stacked [K, N, ...];
+    the test set is the official one, shared. With K = 1 nothing is copied.
+    """
+
+    def __init__(self, splits: list[DeviceSplit]) -> None:
+        first = splits[0]
+        if any(len(s.y_train) != len(first.y_train) or len(s.y_val) != len(first.y_val) for s in splits):
+            raise ValueError("replicas need splits of equal sizes")
+        self.splits, self.size, self.device = splits, len(splits), first.device
+        self.joined = first if len(splits) == 1 else DeviceSplit(
+            torch.cat([s.x_train for s in splits]), torch.cat([s.y_train for s in splits]),
+            first.x_val, first.y_val, first.x_test, first.y_test, first.mean, first.std)
+        self.offsets = (torch.arange(len(splits), device=self.device) * len(first.y_train))[:, None]
+        self.x_val = _stack([s.x_val for s in splits])
+        self.y_val = _stack([s.y_val for s in splits])
+        self.x_test, self.y_test = first.x_test, first.y_test
+
+    def train_batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs [K, B, ...] and labels [K, B] of one step: ``rows`` is [K, B] or [K, B, 4] (see
+        :meth:`DeviceSplit.train_batch`), indices into each replica's own split."""
+        k, b = rows.shape[:2]
+        if k > 1:
+            rows = rows.clone()
+            index = rows if rows.ndim == 2 else rows[..., 0]
+            index += self.offsets
+        x, y = self.joined.train_batch(rows.flatten(0, 1))
+        return x.unflatten(0, (k, b)), y.unflatten(0, (k, b))
+
+    def examples(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training examples ``idx`` of every replica's split, unaugmented: [K, n, ...] and [K, n]."""
+        pairs = [s.examples(idx) for s in self.splits]
+        return _stack([x for x, _ in pairs]), _stack([y for _, y in pairs])
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack``, without a copy for a single tensor."""
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
 
 
 def crop_flip(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
@@ -175,11 +217,3 @@ class BatchStream:
             rows.append(self._permutation(epoch)[pos : pos + take])
             step += take
         return torch.cat(rows)
-
-    def blocks(self, start: int, stop: int, boundaries: list[int]) -> Iterator[torch.Tensor]:
-        """Consecutive blocks of steps covering [start, stop), cut at every boundary in between."""
-        cuts = sorted({b for b in boundaries if start < b < stop} | {stop})
-        lo = start
-        for hi in cuts:
-            yield self.steps(lo, hi)
-            lo = hi

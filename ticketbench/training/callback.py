@@ -1,9 +1,9 @@
 """The pruning/rewinding callback: masks enforced after every optimizer step, θ_k captured at
-the rewind step, and the weights at minimum validation loss kept for the early-stop test."""
+the rewind step, and the weights at minimum validation loss kept for the early-stop test, for
+each of the K replicas being trained."""
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -11,36 +11,14 @@ import lightning as L
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from ticketbench.pruning.masks import Masks, apply_masks
-
-State = dict[str, torch.Tensor]
-
-
-def snapshot(module: torch.nn.Module) -> State:
-    """A detached copy of every parameter and buffer."""
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+from ticketbench.pruning.masks import Masks
+from ticketbench.training.replicas import Replicas, State
 
 
-@dataclass(eq=False)
-class PruneRewind(L.Callback):
-    """Keeps the pruned weights at exactly zero and records the points of interest of a level.
+@dataclass
+class ReplicaPoints:
+    """What the callback recorded for one replica."""
 
-    - Masks: applied at the start of training and re-applied in place after every optimizer
-      step by one fused ``torch._foreach_mul_`` (an optimizer step post-hook), so weight decay
-      and momentum can never revive a pruned weight.
-    - Rewind point: when ``capture_step`` is reached, the model's parameters and buffers are
-      copied into :attr:`rewind_state` (θ_k) and the optimizer state into
-      :attr:`rewind_optimizer_state`; a level that resumes an optimizer state gets it as
-      ``initial_optimizer_state``, loaded before its first step.
-    - Early stop: after each validation on the ``eval_every`` cadence, the step and weights of the
-      lowest validation loss so far are kept (the earliest one on ties). NaN or infinite
-      validation loss marks the level as diverged.
-    """
-
-    masks: Masks
-    eval_every: int
-    capture_step: int | None = None
-    initial_optimizer_state: dict | None = None
     rewind_state: State | None = None
     rewind_optimizer_state: dict | None = None
     best_step: int | None = None
@@ -48,20 +26,44 @@ class PruneRewind(L.Callback):
     best_val_acc: float = math.nan
     best_state: State | None = None
     diverged: bool = False
+
+
+@dataclass(eq=False)
+class PruneRewind(L.Callback):
+    """Keeps the pruned weights at exactly zero and records the points of interest of a level.
+
+    - Masks (one per replica): applied at the start of training and re-applied in place after
+      every optimizer step by one fused ``torch._foreach_mul_`` (an optimizer step post-hook), so
+      weight decay and momentum can never revive a pruned weight.
+    - Rewind point: when ``capture_step`` is reached, each replica's parameters and buffers are
+      copied (θ_k) with its optimizer state; a level that resumes optimizer states gets them as
+      ``initial_optimizer_states``, loaded before its first step.
+    - Early stop: after each validation on the ``eval_every`` cadence, each replica keeps the step
+      and weights of its lowest validation loss so far (the earliest one on ties). A NaN or
+      infinite validation loss marks a replica as diverged; training stops when all have.
+    """
+
+    masks: list[Masks]
+    eval_every: int
+    capture_step: int | None = None
+    initial_optimizer_states: list[dict] | None = None
+    points: list[ReplicaPoints] = field(default_factory=list)
     _handles: list[RemovableHandle] = field(default_factory=list, repr=False)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        model = pl_module.model
-        apply_masks(model, self.masks)
-        if self.initial_optimizer_state is not None:
-            trainer.optimizers[0].load_state_dict(self.initial_optimizer_state)
-        params = [model.get_parameter(n) for n in self.masks]
-        factors = [m.to(device=p.device, dtype=p.dtype) for m, p in zip(self.masks.values(), params, strict=True)]
+        model: Replicas = pl_module.model
+        self.points = [ReplicaPoints() for _ in range(model.size)]
+        stacked = model.stack(self.masks)
+        params = [model.tensor(n) for n in stacked]
+        factors = [m.to(device=p.device, dtype=p.dtype) for m, p in zip(stacked.values(), params, strict=True)]
 
         def enforce(*_: object) -> None:
             with torch.no_grad():
                 torch._foreach_mul_(params, factors)
 
+        enforce()
+        if self.initial_optimizer_states is not None:
+            trainer.optimizers[0].load_state_dict(model.stack_optimizer_state(self.initial_optimizer_states))
         self._handles = [opt.register_step_post_hook(enforce) for opt in trainer.optimizers]
         self._maybe_capture(pl_module)
 
@@ -69,24 +71,30 @@ class PruneRewind(L.Callback):
         self._maybe_capture(pl_module)
 
     def _maybe_capture(self, pl_module: L.LightningModule) -> None:
-        if self.capture_step is not None and self.rewind_state is None and pl_module.step == self.capture_step:
-            self.rewind_state = snapshot(pl_module.model)
-            self.rewind_optimizer_state = copy.deepcopy(pl_module.trainer.optimizers[0].state_dict())
+        if self.capture_step is None or pl_module.step != self.capture_step or self.points[0].rewind_state is not None:
+            return
+        model: Replicas = pl_module.model
+        optimizer_states = model.split_optimizer_state(pl_module.trainer.optimizers[0].state_dict())
+        for k, point in enumerate(self.points):
+            point.rewind_state, point.rewind_optimizer_state = model.state(k), optimizer_states[k]
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = pl_module.step
         if trainer.sanity_checking or (step % self.eval_every and step != pl_module.blocks.stop):
             return
-        if "val/loss" not in trainer.callback_metrics:  # no validation split
+        if not pl_module.data.y_val.shape[1]:  # no validation split
             return
-        loss = float(trainer.callback_metrics["val/loss"])
-        if not math.isfinite(loss):
-            self.diverged = True
+        losses, accs = pl_module.val_loss.tolist(), pl_module.val_acc.tolist()
+        for k, (point, loss, acc) in enumerate(zip(self.points, losses, accs, strict=True)):
+            if point.diverged:
+                continue
+            if not math.isfinite(loss):
+                point.diverged = True
+            elif loss < point.best_val_loss:
+                point.best_step, point.best_val_loss, point.best_val_acc = step, loss, acc
+                point.best_state = pl_module.model.state(k)
+        if all(p.diverged for p in self.points):
             trainer.should_stop = True
-        elif loss < self.best_val_loss:
-            self.best_step, self.best_val_loss = step, loss
-            self.best_val_acc = float(trainer.callback_metrics["val/acc"])
-            self.best_state = snapshot(pl_module.model)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for handle in self._handles:

@@ -25,16 +25,17 @@ from torch import nn
 
 from ticketbench.config import TaskConfig
 from ticketbench.data import BatchStream, load_arrays, make_split
-from ticketbench.data.tensors import DeviceSplit
+from ticketbench.data.tensors import DeviceSplit, ReplicaData
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import Masks, apply_masks, full_masks, layer_remaining_percent, remaining_percent
 from ticketbench.pruning.schedule import next_masks, pruned_tensors
 from ticketbench.pruning.select import random_masks
 from ticketbench.runs import CONTROLS, RunDir, RunError, finite_or_none
 from ticketbench.seeding import derive_seed, generator
-from ticketbench.tracking import Tracker, WandbOptions
+from ticketbench.tracking import ReplicaLogger, Tracker, WandbOptions
 from ticketbench.training.level import LevelResult, default_device, train_level
 from ticketbench.training.progress import Eta
+from ticketbench.training.replicas import Replicas, check_batchable
 
 
 def require_ticket(imp: RunDir, level: int, control: str) -> None:
@@ -97,74 +98,128 @@ def record(task: TaskConfig, seed: int, arm: str, level: int, masks: Masks, resu
     }
 
 
-def train_arm(task: TaskConfig, seed: int, arm: str, run: RunDir, todo: list[int],
-              begin: Callable[[int, DeviceSplit], Start], after: Callable[[int, Start, LevelResult], None],
-              data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
-              wandb: WandbOptions | None = None) -> None:
-    """Train the levels ``todo`` of one arm: ``begin(level, split)`` gives each level's start,
-    ``after(level, start, result)`` runs once it is trained (before its record marks it done).
-    Level 0 captures θ_k; ``wandb`` with a resolved mode logs to W&B (see ticketbench.tracking)."""
+@dataclass
+class Arm:
+    """One run directory to train: its seed and arm, the levels still to do, ``begin(level, split)``
+    giving each level's start and ``after(level, start, result)`` run once it is trained (before
+    its record marks it done); ``finished`` is what to say when nothing is left to do; ``prepare``
+    writes (or checks) the run directory's meta.json, once every arm has passed its checks."""
+
+    seed: int
+    name: str
+    run: RunDir
+    todo: list[int]
+    begin: Callable[[int, DeviceSplit], Start]
+    after: Callable[[int, Start, LevelResult], None]
+    finished: str
+    prepare: Callable[[], None]
+
+
+def train_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, progress: bool = False,
+               echo: Callable[[str], None] = print, wandb: WandbOptions | None = None) -> None:
+    """Train the levels still to do of every arm; arms due for the same level train together as
+    replicas in one process (see ticketbench.training.replicas), each on its own seed's split and
+    data order. Level 0 captures θ_k; ``wandb`` with a resolved mode logs each arm to its own W&B run."""
+    if len(arms) > 1:
+        check_batchable(build_model(task.model, 0), task.model)
     device = default_device()
     augment = task.augment == "crop-flip"
-    split = make_split(load_arrays(task.dataset, data_dir), task.dataset, task.normalize, task.val_size, seed,
-                       device, stratified=task.split == "stratified", augment=augment)
-    stream = BatchStream(len(split.y_train), task.batch_size, seed, augment=augment)
-    tracker = Tracker(run, task, seed, wandb) if wandb is not None and wandb.mode != "off" else None
-    eta = Eta(sum(task.max_steps - (task.rewind_step if lvl else 0) for lvl in todo))
+    splits = {seed: make_split(load_arrays(task.dataset, data_dir), task.dataset, task.normalize, task.val_size, seed,
+                               device, stratified=task.split == "stratified", augment=augment)
+              for seed in dict.fromkeys(a.seed for a in arms)}
+    streams = {seed: BatchStream(len(split.y_train), task.batch_size, seed, augment=augment)
+               for seed, split in splits.items()}
+    trackers = [Tracker(a.run, task, a.seed, wandb) if wandb is not None and wandb.mode != "off" else None
+                for a in arms]
+    eta = Eta(sum(task.max_steps - (task.rewind_step if lvl else 0) for a in arms for lvl in a.todo))
+    pending = [list(a.todo) for a in arms]
     failed = True
     try:
-        for level in todo:
-            start = begin(level, split)
-            run.save_masks(level, start.masks)
-            capture = level == 0
-            label = f"[{arm} seed {seed}] level {level}/{task.levels - 1}" if progress else None
-            result = train_level(task, start.model.to(device), start.masks, split, stream, start.step, capture,
-                                 start.optimizer_state, level, label, tracker.logger if tracker else None)
-            if capture:
-                run.save_rewind(result.rewind_state, result.rewind_optimizer_state)
+        while any(pending):
+            level = min(p[0] for p in pending if p)
+            group = [i for i, p in enumerate(pending) if p and p[0] == level]
+            starts = [arms[i].begin(level, splits[arms[i].seed]) for i in group]
+            for i, start in zip(group, starts, strict=True):
+                arms[i].run.save_masks(level, start.masks)
+            model = Replicas([start.model.to(device) for start in starts])
+            first = arms[group[0]]
+            who = f"{first.name} seed {first.seed}" if len(group) == 1 else f"{len(group)} replicas"
+            label = f"[{who}] level {level}/{task.levels - 1}" if progress else None
+            loggers = [trackers[i].logger for i in group if trackers[i]]
+            results = train_level(
+                task, model, [s.masks for s in starts], ReplicaData([splits[arms[i].seed] for i in group]),
+                [streams[arms[i].seed] for i in group], starts[0].step, level == 0,
+                None if starts[0].optimizer_state is None else [s.optimizer_state for s in starts], level, label,
+                (loggers[0] if len(group) == 1 else ReplicaLogger(loggers)) if loggers else None)
+            lines = []
+            for k, (i, start, result) in enumerate(zip(group, starts, results, strict=True)):
+                arm, tracker = arms[i], trackers[i]
+                start.model.load_state_dict(model.state(k))
+                if level == 0:
+                    arm.run.save_rewind(result.rewind_state, result.rewind_optimizer_state)
+                    if tracker:
+                        tracker.rewind_point(arm.run.rewind_files())
+                arm.after(level, start, result)
+                together = {"replicas": len(group)} if len(group) > 1 else {}
+                rec = record(task, arm.seed, arm.name, level, start.masks, result) | start.about | together
+                arm.run.save_record(rec)
                 if tracker:
-                    tracker.rewind_point(run.rewind_files())
-            after(level, start, result)
-            rec = record(task, seed, arm, level, start.masks, result) | start.about
-            run.save_record(rec)
+                    tracker.level_done(rec, arm.run.records(), arm.run.mask_path(level))
+                pending[i].pop(0)
+                lines.append(level_line(rec))
+            lines[-1] += f"  | {eta.level_done(results[0].steps * len(group), results[0].seconds)}"
+            echo("\n".join(lines))
+        for tracker in trackers:
             if tracker:
-                tracker.level_done(rec, run.records(), run.mask_path(level))
-            echo(f"{level_line(rec)}  | {eta.level_done(result.steps, result.seconds)}")
-        if tracker:
-            tracker.experiment_done()
+                tracker.experiment_done()
         failed = False
     finally:
-        if tracker:
-            segments = tracker.finish(failed)
+        for tracker in trackers:
+            segments = tracker.finish(failed) if tracker else []
             if segments:
                 echo(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
+
+
+def imp_arm(task: TaskConfig, seed: int, control: str = "none", out: Path = Path("runs"),
+            ticket_alongside: bool = False) -> Arm:
+    """One arm of the IMP experiment (the winning tickets, or a control of them) with its levels
+    not finished yet. ``ticket_alongside``: the winning-ticket arm of this seed trains in the same
+    invocation, so its masks need not exist yet."""
+    if control not in CONTROLS:
+        raise RunError(f"unknown control {control!r}; valid: {', '.join(CONTROLS)}")
+    run, imp = RunDir.for_run(out, task, seed, control), RunDir.for_run(out, task, seed, "none")
+    todo = [lvl for lvl in range(0 if control == "none" else 1, task.levels) if not run.has_level(lvl)]
+    if todo and control != "none" and not ticket_alongside:
+        require_ticket(imp, todo[0], control)
+    def after(level: int, start: Start, _: LevelResult) -> None:
+        if control == "none":  # the next level's mask, from this level's final weights
+            roles = pruned_tensors(start.model, task.pruning)
+            run.save_masks(level + 1, next_masks(start.model, start.masks, roles, task.pruning))
+
+    return Arm(seed, CONTROLS[control], run, todo,
+               lambda level, _: starting_point(task, seed, control, level, run, imp), after,
+               f"all {task.levels} levels already finished",
+               lambda: run.start(task, seed, CONTROLS[control], 0 if control == "none" else 1,
+                                 pruned_tensors(build_model(task.model, seed), task.pruning), control=control))
+
+
+def run_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, progress: bool = False,
+             echo: Callable[[str], None] = print, wandb: WandbOptions | None = None) -> list[RunDir]:
+    """Train the arms with levels to do (together); say which are finished already."""
+    for arm in arms:
+        arm.prepare()
+        if not arm.todo:
+            echo(f"{arm.run.path}: {arm.finished}")
+    if any(arm.todo for arm in arms):
+        train_arms(task, [a for a in arms if a.todo], data_dir, progress, echo, wandb)
+    return [arm.run for arm in arms]
 
 
 def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path("runs"),
             data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
             wandb: WandbOptions | None = None) -> RunDir:
     """Train every level of one arm that is not finished yet; return its run directory."""
-    if control not in CONTROLS:
-        raise RunError(f"unknown control {control!r}; valid: {', '.join(CONTROLS)}")
-    run, imp = RunDir.for_run(out, task, seed, control), RunDir.for_run(out, task, seed, "none")
-    todo = [lvl for lvl in range(0 if control == "none" else 1, task.levels) if not run.has_level(lvl)]
-    if todo and control != "none":
-        require_ticket(imp, todo[0], control)
-    run.start(task, seed, CONTROLS[control], 0 if control == "none" else 1,
-              pruned_tensors(build_model(task.model, seed), task.pruning), control=control)
-    if not todo:
-        echo(f"{run.path}: all {task.levels} levels already finished")
-        return run
-
-    def after(level: int, start: Start, _: LevelResult) -> None:
-        if control == "none":  # the next level's mask, from this level's final weights
-            roles = pruned_tensors(start.model, task.pruning)
-            run.save_masks(level + 1, next_masks(start.model, start.masks, roles, task.pruning))
-
-    train_arm(task, seed, CONTROLS[control], run, todo,
-              lambda level, _: starting_point(task, seed, control, level, run, imp), after,
-              data_dir, progress, echo, wandb)
-    return run
+    return run_arms(task, [imp_arm(task, seed, control, out)], data_dir, progress, echo, wandb)[0]
 
 
 def level_line(rec: dict) -> str:

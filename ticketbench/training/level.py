@@ -1,9 +1,10 @@
 """Train one level: one ``Trainer.fit`` with a fresh optimizer, then the test set at the
-early-stop weights and at the final weights."""
+early-stop weights and at the final weights; K replicas at once (K = 1: one run)."""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -11,14 +12,14 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 from lightning.pytorch.loggers import Logger
-from torch import nn
 
 from ticketbench.config import TaskConfig
-from ticketbench.data.tensors import BatchStream, DeviceSplit
+from ticketbench.data.tensors import BatchStream, ReplicaData
 from ticketbench.pruning.masks import Masks
-from ticketbench.training.callback import PruneRewind, State
+from ticketbench.training.callback import PruneRewind
 from ticketbench.training.module import Blocks, Classifier, train_accuracy
 from ticketbench.training.progress import StepProgressBar
+from ticketbench.training.replicas import Replicas, State
 
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -44,49 +45,51 @@ class LevelResult:
     rewind_optimizer_state: dict | None
 
 
-def _test_accuracy(trainer: L.Trainer, module: Classifier) -> float:
+def _test_accuracy(trainer: L.Trainer, module: Classifier) -> list[float]:
     trainer.test(module, verbose=False)
-    return float(trainer.callback_metrics["test/acc"])
+    return module.test_acc.tolist()
 
 
-def train_level(task: TaskConfig, model: nn.Module, masks: Masks, split: DeviceSplit, stream: BatchStream,
-                start_step: int, capture_rewind: bool, optimizer_state: dict | None = None, level: int = 0,
-                progress: str | None = None, logger: Logger | None = None) -> LevelResult:
-    """Train ``model`` (already at its rewind point) under ``masks`` from ``start_step`` to the end.
+def train_level(task: TaskConfig, model: Replicas, masks: list[Masks], data: ReplicaData, streams: list[BatchStream],
+                start_step: int, capture_rewind: bool, optimizer_states: list[dict] | None = None, level: int = 0,
+                progress: str | None = None, logger: Logger | None = None) -> list[LevelResult]:
+    """Train the K replicas of ``model`` (already at their rewind point) under their ``masks``, each
+    on its own data ``streams[k]``, from ``start_step`` to the end; one result per replica.
 
-    On return ``model`` holds its final weights (the ones the next pruning round reads). Without
+    On return ``model`` holds the final weights (the ones the next pruning round reads). Without
     a validation split there is no early stop: the early-stop fields stay empty. ``progress`` is the
     progress bar's label (None: no bar); ``logger`` receives the training and validation metrics.
     """
     began = time.perf_counter()
     cadence = list(range(task.eval_every, task.max_steps, task.eval_every))
-    blocks = Blocks(stream, start_step, task.max_steps, cadence + [task.rewind_step])
-    module = Classifier(model, split, blocks, task.optimizer, level)
-    callback = PruneRewind(masks, task.eval_every, task.rewind_step if capture_rewind else None, optimizer_state)
+    blocks = Blocks(streams, start_step, task.max_steps, cadence + [task.rewind_step])
+    module = Classifier(model, data, blocks, task.optimizer, level)
+    callback = PruneRewind(masks, task.eval_every, task.rewind_step if capture_rewind else None, optimizer_states)
     callbacks: list[L.Callback] = [callback] + ([StepProgressBar(progress)] if progress else [])
     trainer = L.Trainer(
-        accelerator=split.device.type, devices=1, max_epochs=1, val_check_interval=1,
-        limit_val_batches=1.0 if len(split.y_val) else 0, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        accelerator=data.device.type, devices=1, max_epochs=1, val_check_interval=1,
+        limit_val_batches=1.0 if data.y_val.shape[1] else 0, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         logger=logger or False, log_every_n_steps=1, enable_checkpointing=False, enable_model_summary=False,
         enable_progress_bar=progress is not None, callbacks=callbacks,
     )
     trainer.fit(module)
     steps = trainer.global_step
     test_final = _test_accuracy(trainer, module)
-    train_final = train_accuracy(model, split)
-    final_state = {k: v.clone() for k, v in model.state_dict().items()}
-    test_early = float("nan")
-    if callback.best_state is not None:
-        model.load_state_dict(callback.best_state)
-        test_early = _test_accuracy(trainer, module)
-        model.load_state_dict(final_state)
-    return LevelResult(
-        early_stop_step=callback.best_step, val_loss_at_early_stop=callback.best_val_loss,
-        val_acc_at_early_stop=callback.best_val_acc, test_acc_at_early_stop=test_early,
-        test_acc_final=test_final, train_acc_final=train_final, start_step=start_step, steps=steps,
-        seconds=time.perf_counter() - began, diverged=callback.diverged, rewind_state=callback.rewind_state,
-        rewind_optimizer_state=callback.rewind_optimizer_state,
-    )
+    train_final = train_accuracy(model, data)
+    test_early = [math.nan] * model.size
+    if any(p.best_state is not None for p in callback.points):
+        final = [model.state(k) for k in range(model.size)]
+        model.load_states([p.best_state or f for p, f in zip(callback.points, final, strict=True)])
+        test_early = [acc if p.best_state else math.nan
+                      for acc, p in zip(_test_accuracy(trainer, module), callback.points, strict=True)]
+        model.load_states(final)
+    seconds = time.perf_counter() - began
+    return [LevelResult(
+        early_stop_step=p.best_step, val_loss_at_early_stop=p.best_val_loss, val_acc_at_early_stop=p.best_val_acc,
+        test_acc_at_early_stop=test_early[k], test_acc_final=test_final[k], train_acc_final=train_final[k],
+        start_step=start_step, steps=steps, seconds=seconds, diverged=p.diverged, rewind_state=p.rewind_state,
+        rewind_optimizer_state=p.rewind_optimizer_state,
+    ) for k, p in enumerate(callback.points)]
 
 
 def default_device() -> torch.device:

@@ -34,7 +34,7 @@ from ticketbench.pruning.select import random_masks
 from ticketbench.runs import RunDir, RunError
 from ticketbench.seeding import derive_seed, generator
 from ticketbench.tracking import WandbOptions
-from ticketbench.training.imp import Start, train_arm
+from ticketbench.training.imp import Arm, Start, run_arms
 from ticketbench.training.level import LevelResult
 
 SANITY = ("shuffle", "reinit")
@@ -67,10 +67,22 @@ def _sampler(split: DeviceSplit, gen: torch.Generator) -> tuple[Callable, Callab
     return examples, per_class
 
 
+def method_task(task: TaskConfig, densities: list[float]) -> TaskConfig:
+    """The task as a method's run trains it: one level per density after level 0."""
+    return dataclasses.replace(task, levels=len(densities) + 1)
+
+
 def run_method(task: TaskConfig, seed: int, name: str, densities: list[float], out: Path = Path("runs"),
                data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
                wandb: WandbOptions | None = None, sanity: str | None = None, iterative: bool = False) -> RunDir:
-    """Train every density of one method that is not finished yet; return its run directory.
+    """Train every density of one method that is not finished yet; return its run directory."""
+    arm = method_arm(task, seed, name, densities, out, sanity, iterative)
+    return run_arms(method_task(task, densities), [arm], data_dir, progress, echo, wandb)[0]
+
+
+def method_arm(task: TaskConfig, seed: int, name: str, densities: list[float], out: Path = Path("runs"),
+               sanity: str | None = None, iterative: bool = False) -> Arm:
+    """The run of one method at ``densities`` with its levels not finished yet.
 
     ``iterative``: each density starts from the previous level's mask instead of the full network
     (densities must decrease); a method that prunes after training then scores the previous
@@ -82,18 +94,14 @@ def run_method(task: TaskConfig, seed: int, name: str, densities: list[float], o
         raise ConfigError(f"--iterative needs decreasing --densities, got {','.join(f'{d:g}' for d in densities)}")
     arm = name + ("-iterative" if iterative else "") + (f"+{sanity}" if sanity else "")
     first = 0 if chosen.after_training else 1
-    task = dataclasses.replace(task, levels=len(densities) + 1)
+    task = method_task(task, densities)
     run = RunDir.for_arm(out, task, seed, arm)
     imp = RunDir.for_run(out, task, seed, "none")
     if task.rewind_step and not chosen.after_training and not imp.rewind_path.is_file():
         raise RunError(f"{task.name} rewinds to step {task.rewind_step}: the method needs θ_k from "
                        f"{imp.rewind_path}; run the winning tickets (no --method) first")
     names = pruned_tensors(build_model(task.model, seed), task.pruning)
-    run.start(task, seed, arm, first, names, method=name, sanity=sanity, densities=densities, iterative=iterative)
     todo = [lvl for lvl in range(first, task.levels) if not run.has_level(lvl)]
-    if not todo:
-        echo(f"{run.path}: all {len(densities)} densities already finished")
-        return run
 
     def rewind_point() -> torch.nn.Module:
         model = build_model(task.model, seed)
@@ -134,5 +142,6 @@ def run_method(task: TaskConfig, seed: int, name: str, densities: list[float], o
             state = {k: v.detach().cpu() for k, v in start.model.state_dict().items()}
             atomic_write(final_path(level), lambda f: torch.save(state, f))
 
-    train_arm(task, seed, arm, run, todo, begin, after, data_dir, progress, echo, wandb)
-    return run
+    return Arm(seed, arm, run, todo, begin, after, f"all {len(densities)} densities already finished",
+               lambda: run.start(task, seed, arm, first, names, method=name, sanity=sanity, densities=densities,
+                                 iterative=iterative))

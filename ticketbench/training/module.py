@@ -1,9 +1,10 @@
-"""LightningModule for classification on device-resident data.
+"""LightningModule for classification on device-resident data, for K replicas at once.
 
-Each ``training_step`` receives a block of batch indices (one row per optimizer step) and runs
-all of those steps, so Lightning's per-batch bookkeeping is paid once per block rather than once
-per step. Blocks end where validation is due (every ``eval_every`` steps) and at the rewind
-step, so the callback sees every point it must act on.
+Each ``training_step`` receives a block of batch indices (one row per optimizer step, one batch
+per replica) and runs all of those steps, so Lightning's per-batch bookkeeping is paid once per
+block rather than once per step. Blocks end where validation is due (every ``eval_every`` steps)
+and at the rewind step, so the callback sees every point it must act on. Losses and accuracies
+are kept per replica ([K] tensors) and read by the host only when validation or logging needs them.
 """
 
 from __future__ import annotations
@@ -17,66 +18,90 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ticketbench.config import OptimizerConfig
-from ticketbench.data.tensors import BatchStream, DeviceSplit
+from ticketbench.data.tensors import BatchStream, ReplicaData
+from ticketbench.training.replicas import Replicas
 
 
 class Chunks:
-    """An in-memory 'dataloader': (x, y) in chunks of ``size`` rows, already on the device."""
+    """An in-memory 'dataloader': (x, y) in chunks of ``size`` examples along dimension ``dim``."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, size: int = 10_000) -> None:
-        self.x, self.y, self.size = x, y, size
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, dim: int = 0, size: int = 10_000) -> None:
+        self.x, self.y, self.dim, self.size = x, y, dim, size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for lo in range(0, len(self.y), self.size):
-            yield self.x[lo : lo + self.size], self.y[lo : lo + self.size]
+        n = self.y.shape[self.dim]
+        for lo in range(0, n, self.size):
+            width = min(self.size, n - lo)
+            yield self.x.narrow(self.dim, lo, width), self.y.narrow(self.dim, lo, width)
 
     def __len__(self) -> int:
-        return -(-len(self.y) // self.size)
+        return -(-self.y.shape[self.dim] // self.size)
 
 
 class Blocks:
-    """The training 'dataloader' of one level: index blocks for steps [start, stop)."""
+    """The training 'dataloader' of one level: index blocks [steps, K, B(, 4)] for steps [start, stop)."""
 
-    def __init__(self, stream: BatchStream, start: int, stop: int, boundaries: list[int]) -> None:
-        self.stream, self.start, self.stop = stream, start, stop
-        self.cuts = sorted({b for b in boundaries if start < b < stop})
+    def __init__(self, streams: list[BatchStream], start: int, stop: int, boundaries: list[int]) -> None:
+        self.streams, self.start, self.stop = streams, start, stop
+        self.cuts = sorted({b for b in boundaries if start < b < stop} | {stop})
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        return self.stream.blocks(self.start, self.stop, self.cuts)
+        lo = self.start
+        for hi in self.cuts:
+            yield torch.stack([s.steps(lo, hi) for s in self.streams], dim=1)
+            lo = hi
 
     def __len__(self) -> int:
-        return len(self.cuts) + 1
+        return len(self.cuts)
 
 
 def build_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    """The task's optimizer, as one fused kernel per step where this torch build has one."""
+    make = (lambda **kw: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw)) \
+        if cfg.name == "adam" else \
+        (lambda **kw: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **kw))
+    try:
+        return make(fused=True)
+    except RuntimeError:  # no fused kernel for this device in this torch version
+        return make()
 
 
 class Classifier(L.LightningModule):
-    """Trains ``model`` with cross-entropy; logs validation and test loss and accuracy.
+    """Trains K replicas with cross-entropy; logs validation and test loss and accuracy.
 
     ``blocks.start`` is the absolute step at which this level begins (the rewind step for levels
     after the first); :attr:`step` is the absolute number of optimizer steps taken so far. For a
     logger, ``step`` is logged as ``level * blocks.stop + step`` so that successive levels follow
-    each other on one axis (Lightning uses a logged ``step`` as the logger's step).
+    each other on one axis (Lightning uses a logged ``step`` as the logger's step). Metrics of
+    replica k are logged with the suffix ``@k`` when K > 1 (see ticketbench.tracking.ReplicaLogger).
+    After validation, :attr:`val_loss` and :attr:`val_acc` hold the per-replica values; after a
+    test, :attr:`test_acc`.
     """
 
-    def __init__(self, model: nn.Module, split: DeviceSplit, blocks: Blocks, optimizer: OptimizerConfig,
+    def __init__(self, model: Replicas, data: ReplicaData, blocks: Blocks, optimizer: OptimizerConfig,
                  level: int = 0, num_classes: int = 10) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.model, self.split, self.blocks, self.optimizer_cfg, self.level = model, split, blocks, optimizer, level
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.model, self.data, self.blocks, self.optimizer_cfg, self.level = model, data, blocks, optimizer, level
+        accuracy = {"num_classes": num_classes, "average": "micro", "multidim_average": "samplewise"}
+        self.val_metric, self.test_metric = MulticlassAccuracy(**accuracy), MulticlassAccuracy(**accuracy)
+        self._val_loss_sum = torch.zeros(model.size)
+        self.val_loss = self.val_acc = self.test_acc = torch.full((model.size,), float("nan"))
 
     @property
     def step(self) -> int:
         return self.blocks.start + self.trainer.global_step
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def _log_replicas(self, name: str, values: torch.Tensor, prog_bar: bool = False, **kwargs: object) -> None:
+        """One value per replica: ``name`` for a single run, ``name@k`` for replica k of several
+        (their mean goes to the progress bar)."""
+        if len(values) == 1:
+            self.log(name, values[0], prog_bar=prog_bar, **kwargs)
+            return
+        for k, value in enumerate(values):
+            self.log(f"{name}@{k}", value, **kwargs)
+        if prog_bar:
+            self.log(name, values.mean(), prog_bar=True, logger=False, **kwargs)
 
     def _log_position(self) -> None:
         self.log("step", float(self.level * self.blocks.stop + self.step))
@@ -92,58 +117,74 @@ class Classifier(L.LightningModule):
         return self.blocks
 
     def val_dataloader(self) -> Chunks:
-        return Chunks(self.split.x_val, self.split.y_val)
+        return Chunks(self.data.x_val, self.data.y_val, dim=1)
 
     def test_dataloader(self) -> Chunks:
-        return Chunks(self.split.x_test, self.split.y_test)
+        return Chunks(self.data.x_test, self.data.y_test)
 
     def training_step(self, block: torch.Tensor) -> None:
         opt = self.optimizers()
         schedule = self.optimizer_cfg.milestones
-        total = torch.zeros((), device=self.split.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.split.device)
+        device = self.data.device
+        total = torch.zeros(self.model.size, device=device)
+        correct = torch.zeros(self.model.size, dtype=torch.long, device=device)
         for rows in block:
             if schedule:  # the learning rate of this absolute step (a host-side value, no sync)
                 for group in opt.param_groups:
                     group["lr"] = self.optimizer_cfg.lr_at(self.step)
-            x, y = self.split.train_batch(rows)
+            x, y = self.data.train_batch(rows)
             logits = self.model(x)
-            loss = F.cross_entropy(logits, y)
+            # the sum of the replicas' mean losses: each replica's gradient is its own
+            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
             opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            self.manual_backward(losses.sum())
             opt.step()
-            total += loss.detach()
-            correct += (logits.detach().argmax(1) == y).sum()
+            total += losses.detach()
+            correct += (logits.detach().argmax(-1) == y).sum(1)
         # means over the block, read by the host once per block (when logged), never per step
-        self.log("train/loss", total / len(block), prog_bar=True, batch_size=block.shape[1])
-        self.log("train/acc", correct / (block.shape[0] * block.shape[1]), batch_size=block.shape[1])
+        batch = block.shape[2]
+        self._log_replicas("train/loss", total / len(block), prog_bar=True, batch_size=batch)
+        self._log_replicas("train/acc", correct / (len(block) * batch), batch_size=batch)
         self._log_position()
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metric: MulticlassAccuracy) -> None:
-        x, y = batch
-        logits = self.model(x)
-        # test accuracies reach the logger through the level record (at early stop and at the end)
-        to_logger = stage == "val"
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), batch_size=len(y), logger=to_logger)
-        metric(logits, y)
-        self.log(f"{stage}/acc", metric, batch_size=len(y), logger=to_logger)
+    def on_validation_epoch_start(self) -> None:
+        self._val_loss_sum = torch.zeros(self.model.size, device=self.data.device)
+        self.val_metric.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        self._evaluate(batch, "val", self.val_acc)
+        x, y = batch
+        logits = self.model(x)
+        self._val_loss_sum += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)
+        self.val_metric.update(logits.argmax(-1), y)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_loss = self._val_loss_sum / self.data.y_val.shape[1]
+        self.val_acc = self.val_metric.compute().reshape(self.model.size)
+        self._log_replicas("val/loss", self.val_loss, batch_size=self.data.y_val.shape[1])
+        self._log_replicas("val/acc", self.val_acc, batch_size=self.data.y_val.shape[1])
         self._log_position()
 
+    def on_test_epoch_start(self) -> None:
+        self.test_metric.reset()
+
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        self._evaluate(batch, "test", self.test_acc)
+        x, y = batch
+        self.test_metric.update(self.model.forward_shared(x).argmax(-1), y.expand(self.model.size, -1))
+
+    def on_test_epoch_end(self) -> None:
+        # test accuracies reach the logger through the level record (at early stop and at the end)
+        self.test_acc = self.test_metric.compute().reshape(self.model.size)
 
 
 @torch.no_grad()
-def train_accuracy(model: nn.Module, split: DeviceSplit, chunk: int = 5_000) -> float:
-    """Fraction of the training split classified correctly, without augmentation (one host sync)."""
+def train_accuracy(model: Replicas, data: ReplicaData, chunk: int = 5_000) -> list[float]:
+    """Per replica, the fraction of its training split classified correctly, without augmentation."""
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=split.device)
-    for lo in range(0, len(split.y_train), chunk):
-        x, y = split.examples(torch.arange(lo, min(lo + chunk, len(split.y_train)), device=split.device))
-        correct += (model(x).argmax(1) == y).sum()
+    n = data.splits[0].y_train.shape[0]
+    correct = torch.zeros(model.size, dtype=torch.long, device=data.device)
+    for lo in range(0, n, chunk):
+        x, y = data.examples(torch.arange(lo, min(lo + chunk, n), device=data.device))
+        correct += (model(x).argmax(-1) == y).sum(1)
     model.train(was_training)
-    return float(correct) / len(split.y_train)
+    return (correct.double() / n).tolist()

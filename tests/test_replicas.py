@@ -1,0 +1,118 @@
+"""``--replicas``: K runs trained as stacked replicas in one process equal K separate runs.
+
+Tolerance. The stacked forward and backward passes go through batched matrix-multiply kernels,
+whose summation order differs from the single-matrix kernels a separate run uses: one step's
+logits differ in the last bits (about 2e-6 here), and training accumulates such differences —
+Adam most, since it normalises tiny gradients to steps of size lr. Over the few hundred steps
+below weights agree to 1e-4 (measured: ~2e-5 at most), accuracies to one test example, and
+magnitude masks up to weights whose magnitudes sit within that drift of the pruning threshold
+(measured: at most 0.03% of a layer by level 2; a separate run whose matrix products are
+computed in float64 and rounded to float32, a change of rounding only, differs from the plain
+run by exactly as much).
+Bitwise, replicas are independent of each other: a replica's result does not change with
+what the other replicas train on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from test_cli import TINY, ticketbench
+
+from ticketbench.config import OptimizerConfig, TaskConfig, override
+from ticketbench.data import BatchStream, load_arrays, make_split
+from ticketbench.data.tensors import ReplicaData
+from ticketbench.models import build_model
+from ticketbench.pruning.masks import full_masks, load_masks
+from ticketbench.runs import RunDir
+from ticketbench.training.imp import imp_arm, run_arms, run_imp
+from ticketbench.training.level import LevelResult, train_level
+from ticketbench.training.replicas import Replicas
+
+WEIGHT_TOLERANCE = 1e-4
+OPTIMIZERS = [OptimizerConfig("adam", 1.2e-3), OptimizerConfig("sgd", 0.05, momentum=0.9, weight_decay=1e-4)]
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def _train(task: TaskConfig, data: Path, seeds: list[int]) -> tuple[Replicas, list[LevelResult]]:
+    """One level of the given seeds as stacked replicas, from their θ0 with full masks."""
+    splits = [make_split(load_arrays("mnist", data), "mnist", "meanstd", task.val_size, s) for s in seeds]
+    models = [build_model(task.model, s) for s in seeds]
+    replicas = Replicas(models)
+    streams = [BatchStream(len(s.y_train), task.batch_size, seed) for s, seed in zip(splits, seeds, strict=True)]
+    results = train_level(task, replicas, [full_masks(m, list(m.roles)) for m in models], ReplicaData(splits),
+                          streams, 0, True)
+    return replicas, results
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=lambda o: o.name)
+def test_a_level_of_replicas_equals_separate_levels(tiny_task, fake_data_dir, optimizer) -> None:
+    task = override(dataclasses.replace(tiny_task, optimizer=optimizer), max_steps=300, eval_every=50)
+    together, results = _train(task, fake_data_dir, [0, 1, 2])
+    for k, seed in enumerate([0, 1, 2]):
+        alone, (result,) = _train(task, fake_data_dir, [seed])
+        for name, value in alone.state(0).items():
+            assert torch.allclose(together.state(k)[name], value, rtol=0, atol=WEIGHT_TOLERANCE), f"seed {seed} {name}"
+        assert results[k].early_stop_step == result.early_stop_step
+        assert results[k].val_loss_at_early_stop == pytest.approx(result.val_loss_at_early_stop, abs=1e-4)
+        for field in ("test_acc_at_early_stop", "test_acc_final", "train_acc_final", "val_acc_at_early_stop"):
+            assert abs(getattr(results[k], field) - getattr(result, field)) <= 0.0101, f"seed {seed} {field}"
+        rewound = results[k].rewind_state  # θ0 (k = 0): nothing trained yet, so exactly equal
+        assert all(torch.equal(rewound[n], v) for n, v in build_model(task.model, seed).state_dict().items())
+
+
+def test_replicas_do_not_interact(tiny_task, fake_data_dir) -> None:
+    task = override(tiny_task, max_steps=100)
+    first, _ = _train(task, fake_data_dir, [0, 1])
+    second, _ = _train(task, fake_data_dir, [0, 2])
+    assert all(torch.equal(first.state(0)[n], v) for n, v in second.state(0).items())
+    assert not torch.equal(first.state(1)["fc1.weight"], second.state(1)["fc1.weight"])
+
+
+def test_imp_and_controls_of_two_seeds_train_together_like_separate_runs(tiny_task, fake_data_dir, tmp_path) -> None:
+    task = override(tiny_task, max_steps=200, eval_every=50, levels=2)
+    arms = [imp_arm(task, seed, control, tmp_path / "together", ticket_alongside=True)
+            for seed in (0, 1) for control in ("none", "reinit", "random-prune")]
+    run_arms(task, arms, str(fake_data_dir), echo=quiet)
+    for seed in (0, 1):
+        for control in ("none", "reinit", "random-prune"):
+            alone = run_imp(task, seed, control, tmp_path / "alone", str(fake_data_dir), echo=quiet)
+            together = RunDir.for_run(tmp_path / "together", task, seed, control)
+            for a, b in zip(alone.records(), together.records(), strict=True):
+                assert b["replicas"] == (2 if a["level"] == 0 else 6), "level 0: the two tickets; then all six arms"
+                assert a["early_stop_step"] == b["early_stop_step"]
+                assert abs(a["test_acc_final"] - b["test_acc_final"]) <= 0.0101
+            for level in range(1 if control != "none" else 0, task.levels):
+                ma, mb = load_masks(alone.mask_path(level)), load_masks(together.mask_path(level))
+                for name in ma:  # only weights at the pruning threshold may fall on the other side
+                    assert (ma[name] != mb[name]).float().mean() <= 1e-3, f"{control} seed {seed} {name}"
+
+
+def test_replicas_through_the_cli(tmp_path, fake_data_dir) -> None:
+    result = ticketbench("run", "lenet300-mnist", *TINY, "--levels", "2", "--replicas", "2", "--out", str(tmp_path),
+                         "--wandb", "off", data=fake_data_dir)
+    assert result.returncode == 0, result.stderr
+    dirs = [line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("run directory: ")]
+    assert [Path(d).name.split("-")[:2] for d in dirs] == [["imp", "seed0"], ["imp", "seed1"]]
+    for seed, d in enumerate(dirs):
+        run = RunDir(Path(d))
+        assert [r["level"] for r in run.records()] == [0, 1] and {r["seed"] for r in run.records()} == {seed}
+        assert all(r["replicas"] == 2 for r in run.records())
+
+
+@pytest.mark.parametrize(("task", "layer"), [("resnet20-cifar10", "BatchNorm"), ("conv2-cifar10", None)])
+def test_models_that_cannot_be_stacked_are_refused(tmp_path, task, layer) -> None:
+    args = ["run", task, "--replicas", "2", "--out", str(tmp_path), "--wandb", "off"]
+    if layer is None:  # a dropout variant of the Conv-2 protocol
+        args += ["--set", "model=conv2-dropout"]
+    result = ticketbench(*args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("ticketbench: error: --replicas needs a model without ")
+    assert ("BatchNorm" if layer else "dropout") in result.stderr and result.stderr.count("\n") == 1
+    assert not list(tmp_path.iterdir()), "a refused run writes nothing"
