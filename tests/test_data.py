@@ -19,6 +19,7 @@ import torch
 from ticketbench.data import BatchStream, DataError, load_arrays, make_split
 from ticketbench.data.idx import read_idx
 from ticketbench.data.store import MNIST, Source
+from ticketbench.training.module import Blocks
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -138,5 +139,6 @@ def test_batch_stream_reshuffles_each_epoch_and_is_addressable_by_step() -> None
     fresh = BatchStream(100, 30, seed=0)
     assert torch.equal(fresh.steps(4, 8), stream.steps(0, 8)[4:])
     assert not torch.equal(BatchStream(100, 30, seed=1).steps(0, 3), epoch0)
-    blocks = list(fresh.blocks(2, 11, [5, 7, 20]))
-    assert [len(b) for b in blocks] == [3, 2, 4]
+    blocks = list(Blocks([fresh, BatchStream(100, 30, seed=1)], 2, 11, [5, 7, 20]))
+    assert [b.shape for b in blocks] == [(3, 2, 30), (2, 2, 30), (4, 2, 30)], "[steps, replicas, batch], cut at 5 and 7"
+    assert torch.equal(torch.cat(blocks)[:, 0], stream.steps(2, 11)), "replica 0 keeps its own stream"

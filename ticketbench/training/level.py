@@ -50,17 +50,19 @@ def _test_accuracy(trainer: L.Trainer, module: Classifier) -> list[float]:
     return module.test_acc.tolist()
 
 
-def train_level(task: TaskConfig, model: Replicas, masks: list[Masks], data: ReplicaData, streams: list[BatchStream],
-                start_step: int, capture_rewind: bool, optimizer_states: list[dict] | None = None, level: int = 0,
-                progress: str | None = None, logger: Logger | None = None) -> list[LevelResult]:
-    """Train the K replicas of ``model`` (already at their rewind point) under their ``masks``, each
-    on its own data ``streams[k]``, from ``start_step`` to the end; one result per replica.
+@dataclass
+class Fitted:
+    """A level's Lightning objects after ``Trainer.fit``."""
 
-    On return ``model`` holds the final weights (the ones the next pruning round reads). Without
-    a validation split there is no early stop: the early-stop fields stay empty. ``progress`` is the
-    progress bar's label (None: no bar); ``logger`` receives the training and validation metrics.
-    """
-    began = time.perf_counter()
+    trainer: L.Trainer
+    module: Classifier
+    callback: PruneRewind
+
+
+def fit_level(task: TaskConfig, model: Replicas, masks: list[Masks], data: ReplicaData, streams: list[BatchStream],
+              start_step: int, capture_rewind: bool, optimizer_states: list[dict] | None = None, level: int = 0,
+              progress: str | None = None, logger: Logger | None = None) -> Fitted:
+    """The training of a level (see :func:`train_level`), without the evaluations that follow it."""
     cadence = list(range(task.eval_every, task.max_steps, task.eval_every))
     blocks = Blocks(streams, start_step, task.max_steps, cadence + [task.rewind_step])
     module = Classifier(model, data, blocks, task.optimizer, level)
@@ -73,6 +75,23 @@ def train_level(task: TaskConfig, model: Replicas, masks: list[Masks], data: Rep
         enable_progress_bar=progress is not None, callbacks=callbacks,
     )
     trainer.fit(module)
+    return Fitted(trainer, module, callback)
+
+
+def train_level(task: TaskConfig, model: Replicas, masks: list[Masks], data: ReplicaData, streams: list[BatchStream],
+                start_step: int, capture_rewind: bool, optimizer_states: list[dict] | None = None, level: int = 0,
+                progress: str | None = None, logger: Logger | None = None) -> list[LevelResult]:
+    """Train the K replicas of ``model`` (already at their rewind point) under their ``masks``, each
+    on its own data ``streams[k]``, from ``start_step`` to the end; one result per replica.
+
+    On return ``model`` holds the final weights (the ones the next pruning round reads). Without
+    a validation split there is no early stop: the early-stop fields stay empty. ``progress`` is the
+    progress bar's label (None: no bar); ``logger`` receives the training and validation metrics.
+    """
+    began = time.perf_counter()
+    fitted = fit_level(task, model, masks, data, streams, start_step, capture_rewind, optimizer_states, level,
+                       progress, logger)
+    trainer, module, callback = fitted.trainer, fitted.module, fitted.callback
     steps = trainer.global_step
     test_final = _test_accuracy(trainer, module)
     train_final = train_accuracy(model, data)

@@ -1,0 +1,98 @@
+"""The same IMP level with the masks enforced by the alternatives: ``torch.nn.utils.prune`` in a
+bare loop, and Lightning's way — a per-batch LightningModule with the ``ModelPruning`` callback
+(``torch.nn.utils.prune`` underneath) pruning at the end of the epoch and rewinding the kept
+weights to θ0 (``use_lottery_ticket_hypothesis``). Each prunes 20% of the remaining weights of
+every layer at the end (the task prunes 10% of the output layer: the same cost)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelPruning
+from torch import nn
+from torch.nn.utils import prune
+from workload import adam, bare_level
+
+from ticketbench.config import TaskConfig
+from ticketbench.data import DeviceSplit
+from ticketbench.pruning.masks import Masks
+
+
+class PerBatch(L.LightningModule):
+    """One optimizer step per ``training_step`` (automatic optimization), validation on a cadence."""
+
+    def __init__(self, model: nn.Module, split: DeviceSplit, rows: torch.Tensor, task: TaskConfig) -> None:
+        super().__init__()
+        self.model, self.split, self.rows, self.task = model, split, rows, task
+
+    def train_dataloader(self) -> list[torch.Tensor]:
+        return list(self.rows)  # the same device-resident batches as the other loops
+
+    def val_dataloader(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(self.split.x_val, self.split.y_val)]
+
+    def test_dataloader(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(self.split.x_test, self.split.y_test)]
+
+    def training_step(self, rows: torch.Tensor) -> torch.Tensor:
+        x, y = self.split.train_batch(rows)
+        return F.cross_entropy(self.model(x), y)
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+        x, y = batch
+        logits = self.model(x)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y))
+        self.log(f"{stage}/acc", (logits.argmax(1) == y).float().mean())
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self.task.optimizer.lr, fused=True)
+
+
+def reparametrise(model: nn.Module, masks: Masks) -> list[tuple[nn.Module, str]]:
+    """Put the masks into ``torch.nn.utils.prune``'s form (weight = weight_orig * weight_mask)."""
+    pairs = []
+    for name, mask in masks.items():
+        owner, _, leaf = name.rpartition(".")
+        module = model.get_submodule(owner)
+        prune.custom_from_mask(module, leaf, mask)
+        pairs.append((module, leaf))
+    return pairs
+
+
+def torch_prune_level(model: nn.Module, masks: Masks, split: DeviceSplit, rows: torch.Tensor,
+                      task: TaskConfig) -> float:
+    """The bare level with ``torch.nn.utils.prune`` masking the forward pass; prune, rewind; the final test accuracy."""
+    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    pairs = reparametrise(model, masks)
+    result = bare_level(model, None, split, rows, adam(model, task), task.eval_every)
+    with torch.no_grad():
+        for module, leaf in pairs:
+            prune.l1_unstructured(module, leaf, amount=0.2)
+        for name, value in theta0.items():
+            owner, _, leaf = name.rpartition(".")
+            module = model.get_submodule(owner)
+            getattr(module, f"{leaf}_orig" if hasattr(module, f"{leaf}_orig") else leaf).copy_(value)
+    return result["test_final"]
+
+
+def modelpruning_level(model: nn.Module, masks: Masks, split: DeviceSplit, rows: torch.Tensor,
+                       task: TaskConfig) -> float:
+    """Train the level, test, prune and rewind to θ0; the last validation accuracy before pruning."""
+    pairs = reparametrise(model, masks)
+    callback = ModelPruning("l1_unstructured", parameters_to_prune=pairs, amount=0.2, use_global_unstructured=False,
+                            use_lottery_ticket_hypothesis=True, make_pruning_permanent=False)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, val_check_interval=task.eval_every,
+                        num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[callback])
+    module = PerBatch(model, split, rows, task)
+    trainer.fit(module)
+    accuracy = float(trainer.callback_metrics["val/acc"])
+    trainer.test(module, verbose=False)  # a level tests its network; here after the epoch-end pruning
+    return accuracy

@@ -1,0 +1,101 @@
+"""Speed figures as ratios against a bare PyTorch loop timed in the same process.
+
+Each benchmark records the median of its rounds under a name; at the end of the session the
+ratios below are printed with their targets (the table of benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from workload import Workload  # noqa: E402
+
+LEVEL_STEPS = 5_000  # a level of the LeNet protocol shortened from 50,000 steps (same cadence)
+STEP_STEPS = 1_000
+MEDIANS: dict[str, float] = {}
+
+
+@dataclass(frozen=True)
+class Ratio:
+    label: str
+    numerator: str
+    denominator: str
+    scale: float = 1.0  # e.g. K for "K sequential runs"
+    target: tuple[str, float] | None = None  # ("<=" | ">=", bound)
+
+    def value(self) -> float | None:
+        if self.numerator not in MEDIANS or self.denominator not in MEDIANS:
+            return None
+        return self.scale * MEDIANS[self.numerator] / MEDIANS[self.denominator]
+
+
+RATIOS = [
+    Ratio("(a) training step, Lightning path with masks / bare loop", "step-ticketbench", "step-bare",
+          target=("<=", 1.10)),
+    Ratio("(b) IMP level, ticketbench / bare loop", "level-ticketbench", "level-bare", target=("<=", 1.10)),
+    Ratio("(b) IMP level, bare loop with torch.optim.Adam defaults / bare loop", "level-bare-unfused", "level-bare"),
+    Ratio("(b) IMP level, torch.nn.utils.prune / ticketbench", "level-torch-prune", "level-ticketbench"),
+    Ratio("(b) IMP level, Lightning ModelPruning / ticketbench", "level-modelpruning", "level-ticketbench",
+          target=(">=", 3.0)),
+    Ratio("(c) data path, DataLoader(TensorDataset) / device-resident", "data-dataloader", "data-device"),
+    *[Ratio(f"(d) {k} replicas: throughput / {k} sequential ticketbench runs", "replicas-1", f"replicas-{k}",
+            scale=k, target=(">=", 2.5) if k == 8 else None) for k in (1, 2, 4, 8)],
+    Ratio("(d) 1 replica (the ticketbench level) / bare loop", "replicas-1", "replicas-bare"),
+]
+
+
+def _data_dir() -> str:
+    chosen = os.environ.get("TICKETBENCH_DATA")
+    if not chosen or not (Path(chosen) / "mnist.npz").is_file():
+        pytest.skip("real data not available: set TICKETBENCH_DATA to a directory holding mnist.npz")
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def level_workload() -> Workload:
+    return Workload.lenet(_data_dir(), LEVEL_STEPS, seeds=1)
+
+
+@pytest.fixture(scope="session")
+def step_workload() -> Workload:
+    return Workload.lenet(_data_dir(), STEP_STEPS)
+
+
+@pytest.fixture
+def measure(benchmark, request) -> Callable[..., object]:
+    """``measure(name, run, setup, rounds)``: time ``run(*setup())`` (setup untimed); keep the median."""
+
+    def run(name: str, target: Callable[..., object], setup: Callable[[], tuple], rounds: int = 3) -> object:
+        benchmark.group = name.split("-")[0]
+        benchmark.name = name
+        outcome = benchmark.pedantic(target, setup=lambda: (setup(), {}), rounds=rounds, warmup_rounds=1)
+        MEDIANS[name] = benchmark.stats.stats.median
+        return outcome
+
+    return run
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    rows = [(r, r.value()) for r in RATIOS if r.value() is not None]
+    if not rows:
+        return
+    write = terminalreporter.write_line
+    write("")
+    write(f"ticketbench speed ratios (medians; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
+    write(f"| {'figure':<72} | ratio | target | met |")
+    write(f"|{'-' * 74}|------:|--------|-----|")
+    for ratio, value in rows:
+        target = f"{ratio.target[0]} {ratio.target[1]:g}" if ratio.target else ""
+        met = "" if not ratio.target else (
+            "yes" if (value <= ratio.target[1] if ratio.target[0] == "<=" else value >= ratio.target[1]) else "no")
+        write(f"| {ratio.label:<72} | {value:5.2f} | {target:<6} | {met:<3} |")
