@@ -22,9 +22,14 @@ from ticketbench.pruning.masks import Masks
 class PerBatch(L.LightningModule):
     """One optimizer step per ``training_step`` (automatic optimization), validation on a cadence."""
 
-    def __init__(self, model: nn.Module, split: DeviceSplit, rows: torch.Tensor, task: TaskConfig) -> None:
+    def __init__(self, model: nn.Module, masks: Masks, split: DeviceSplit, rows: torch.Tensor,
+                 task: TaskConfig) -> None:
         super().__init__()
-        self.model, self.split, self.rows, self.task = model, split, rows, task
+        self.model, self.masks, self.split, self.rows, self.task = model, masks, split, rows, task
+
+    def on_fit_start(self) -> None:
+        # after ModelPruning.setup has copied θ0 (it cannot deep-copy a reparametrised module)
+        reparametrise(self.model, self.masks)
 
     def train_dataloader(self) -> list[torch.Tensor]:
         return list(self.rows)  # the same device-resident batches as the other loops
@@ -85,13 +90,13 @@ def torch_prune_level(model: nn.Module, masks: Masks, split: DeviceSplit, rows: 
 def modelpruning_level(model: nn.Module, masks: Masks, split: DeviceSplit, rows: torch.Tensor,
                        task: TaskConfig) -> float:
     """Train the level, test, prune and rewind to θ0; the last validation accuracy before pruning."""
-    pairs = reparametrise(model, masks)
+    pairs = [(model.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2]) for name in masks]
     callback = ModelPruning("l1_unstructured", parameters_to_prune=pairs, amount=0.2, use_global_unstructured=False,
                             use_lottery_ticket_hypothesis=True, make_pruning_permanent=False)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, val_check_interval=task.eval_every,
                         num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[callback])
-    module = PerBatch(model, split, rows, task)
+    module = PerBatch(model, masks, split, rows, task)
     trainer.fit(module)
     accuracy = float(trainer.callback_metrics["val/acc"])
     trainer.test(module, verbose=False)  # a level tests its network; here after the epoch-end pruning

@@ -92,7 +92,7 @@ def train_level(task: TaskConfig, model: Replicas, masks: list[Masks], data: Rep
     fitted = fit_level(task, model, masks, data, streams, start_step, capture_rewind, optimizer_states, level,
                        progress, logger)
     trainer, module, callback = fitted.trainer, fitted.module, fitted.callback
-    steps = trainer.global_step
+    steps = module.steps_taken
     test_final = _test_accuracy(trainer, module)
     train_final = train_accuracy(model, data)
     test_early = [math.nan] * model.size

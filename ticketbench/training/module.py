@@ -86,11 +86,12 @@ class Classifier(L.LightningModule):
         accuracy = {"num_classes": num_classes, "average": "micro", "multidim_average": "samplewise"}
         self.val_metric, self.test_metric = MulticlassAccuracy(**accuracy), MulticlassAccuracy(**accuracy)
         self._val_loss_sum = torch.zeros(model.size)
+        self.steps_taken = 0  # optimizer steps of this level
         self.val_loss = self.val_acc = self.test_acc = torch.full((model.size,), float("nan"))
 
     @property
     def step(self) -> int:
-        return self.blocks.start + self.trainer.global_step
+        return self.blocks.start + self.steps_taken
 
     def _log_replicas(self, name: str, values: torch.Tensor, prog_bar: bool = False, **kwargs: object) -> None:
         """One value per replica: ``name`` for a single run, ``name@k`` for replica k of several
@@ -123,7 +124,9 @@ class Classifier(L.LightningModule):
         return Chunks(self.data.x_test, self.data.y_test)
 
     def training_step(self, block: torch.Tensor) -> None:
-        opt = self.optimizers()
+        # The plain optimizer and backward: one device, float32, so Lightning's per-step wrappers
+        # (precision and strategy hooks, profiler scopes, callback dispatch) would only add time.
+        opt = self.optimizers(use_pl_optimizer=False)
         schedule = self.optimizer_cfg.milestones
         device = self.data.device
         total = torch.zeros(self.model.size, device=device)
@@ -137,8 +140,9 @@ class Classifier(L.LightningModule):
             # the sum of the replicas' mean losses: each replica's gradient is its own
             losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
             opt.zero_grad(set_to_none=True)
-            self.manual_backward(losses.sum())
+            losses.sum().backward()
             opt.step()
+            self.steps_taken += 1
             total += losses.detach()
             correct += (logits.detach().argmax(-1) == y).sum(1)
         # means over the block, read by the host once per block (when logged), never per step
