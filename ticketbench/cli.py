@@ -228,16 +228,12 @@ def _controls(text: str) -> list[str]:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from ticketbench.models import build_model  # heavy imports only when training
-    from ticketbench.tracking import WandbOptions, resolve_mode
+    from ticketbench.tracking import WandbOptions, resolve_mode  # heavy imports only when training
     from ticketbench.training.imp import imp_arm, run_arms
-    from ticketbench.training.replicas import check_batchable
 
     task = resolve_task(args)
     controls = _controls(args.control)
     seeds = range(args.seed, args.seed + args.replicas)
-    if len(seeds) * len(controls) > 1:
-        check_batchable(build_model(task.model, 0), task.model)
     wandb = WandbOptions(resolve_mode(args.wandb), args.wandb_project, args.wandb_entity, args.wandb_group,
                          tuple(args.wandb_tag))
     progress = sys.stderr.isatty() if args.progress is None else args.progress

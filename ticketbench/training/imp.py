@@ -120,8 +120,6 @@ def train_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, p
     """Train the levels still to do of every arm; arms due for the same level train together as
     replicas in one process (see ticketbench.training.replicas), each on its own seed's split and
     data order. Level 0 captures θ_k; ``wandb`` with a resolved mode logs each arm to its own W&B run."""
-    if len(arms) > 1:
-        check_batchable(build_model(task.model, 0), task.model)
     device = default_device()
     augment = task.augment == "crop-flip"
     splits = {seed: make_split(load_arrays(task.dataset, data_dir), task.dataset, task.normalize, task.val_size, seed,
@@ -205,7 +203,10 @@ def imp_arm(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
 
 def run_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, progress: bool = False,
              echo: Callable[[str], None] = print, wandb: WandbOptions | None = None) -> list[RunDir]:
-    """Train the arms with levels to do (together); say which are finished already."""
+    """Train the arms with levels to do (together); say which are finished already. Several arms
+    must be stackable (checked before any run directory is written)."""
+    if len(arms) > 1:
+        check_batchable(build_model(task.model, 0), task.model)
     for arm in arms:
         arm.prepare()
         if not arm.todo:
