@@ -1,13 +1,19 @@
 """Speed figures as ratios against a bare PyTorch loop timed in the same process.
 
-Each benchmark records the median of its rounds under a name; at the end of the session the
-ratios below are printed with their targets (the table of benchmarks/README.md)."""
+The loops of a figure are timed in interleaved rounds (round 0 of every loop, then round 1, ...),
+each loop one pytest-benchmark per round, so that a ratio compares loops timed within the same
+minute: on a shared virtual machine the speed of identical work drifts by tens of percent over
+minutes, which would bias a ratio of loops timed one after the other. A figure's ratio is the
+median over rounds of the per-round ratios; at the end of the session the ratios are printed with
+their spread and targets (the table of benchmarks/README.md)."""
 
 from __future__ import annotations
 
 import os
 import platform
+import statistics
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +27,7 @@ from workload import Workload  # noqa: E402
 
 LEVEL_STEPS = 5_000  # a level of the LeNet protocol shortened from 50,000 steps (same cadence)
 STEP_STEPS = 1_000
-MEDIANS: dict[str, float] = {}
+TIMES: dict[str, dict[int, float]] = defaultdict(dict)  # benchmark name -> round -> seconds
 
 
 @dataclass(frozen=True)
@@ -32,10 +38,10 @@ class Ratio:
     scale: float = 1.0  # e.g. K for "K sequential runs"
     target: tuple[str, float] | None = None  # ("<=" | ">=", bound)
 
-    def value(self) -> float | None:
-        if self.numerator not in MEDIANS or self.denominator not in MEDIANS:
-            return None
-        return self.scale * MEDIANS[self.numerator] / MEDIANS[self.denominator]
+    def per_round(self) -> list[float]:
+        """The ratio in each round that timed both loops."""
+        num, den = TIMES[self.numerator], TIMES[self.denominator]
+        return [self.scale * num[r] / den[r] for r in sorted(num.keys() & den.keys())]
 
 
 RATIOS = [
@@ -71,31 +77,34 @@ def step_workload() -> Workload:
 
 
 @pytest.fixture
-def measure(benchmark, request) -> Callable[..., object]:
-    """``measure(name, run, setup, rounds)``: time ``run(*setup())`` (setup untimed); keep the median."""
+def measure(benchmark, rnd: int) -> Callable[..., object]:
+    """``measure(name, run, setup)``: time ``run(*setup())`` once (setup untimed) as round ``rnd``
+    of ``name``; round 0 is preceded by an untimed warm-up run."""
 
-    def run(name: str, target: Callable[..., object], setup: Callable[[], tuple], rounds: int = 3) -> object:
+    def run(name: str, target: Callable[..., object], setup: Callable[[], tuple]) -> object:
         benchmark.group = name.split("-")[0]
-        benchmark.name = name
-        outcome = benchmark.pedantic(target, setup=lambda: (setup(), {}), rounds=rounds, warmup_rounds=1)
-        MEDIANS[name] = benchmark.stats.stats.median
+        benchmark.name = f"{name}[{rnd}]"
+        outcome = benchmark.pedantic(target, setup=lambda: (setup(), {}), rounds=1, warmup_rounds=int(rnd == 0))
+        TIMES[name][rnd] = benchmark.stats.stats.median
         return outcome
 
     return run
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    rows = [(r, r.value()) for r in RATIOS if r.value() is not None]
+    rows = [(r, r.per_round()) for r in RATIOS if r.per_round()]
     if not rows:
         return
     write = terminalreporter.write_line
     write("")
-    write(f"ticketbench speed ratios (medians; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
-    write(f"| {'figure':<72} | ratio | target | met |")
-    write(f"|{'-' * 74}|------:|--------|-----|")
-    for ratio, value in rows:
+    write(f"ticketbench speed ratios (median of per-round ratios; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
+    write(f"| {'figure':<72} | ratio | rounds (min-max)  | target | met |")
+    write(f"|{'-' * 74}|------:|-------------------|--------|-----|")
+    for ratio, values in rows:
+        value = statistics.median(values)
+        spread = f"{len(values)} ({min(values):.2f}-{max(values):.2f})"
         target = f"{ratio.target[0]} {ratio.target[1]:g}" if ratio.target else ""
         met = "" if not ratio.target else (
             "yes" if (value <= ratio.target[1] if ratio.target[0] == "<=" else value >= ratio.target[1]) else "no")
-        write(f"| {ratio.label:<72} | {value:5.2f} | {target:<6} | {met:<3} |")
+        write(f"| {ratio.label:<72} | {value:5.2f} | {spread:<17} | {target:<6} | {met:<3} |")

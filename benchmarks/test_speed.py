@@ -19,6 +19,8 @@ from ticketbench.pruning.schedule import next_masks
 from ticketbench.training.level import fit_level, train_level
 from ticketbench.training.replicas import Replicas
 
+ROUNDS = 5
+rounds = pytest.mark.parametrize("rnd", range(ROUNDS))  # placed below a loop parameter: rounds interleave
 TRAINED = 0.85  # LeNet-300-100 passes this within 1,000 steps; chance is 0.10
 
 
@@ -33,6 +35,7 @@ def _level_ticketbench(w: Workload) -> float:
 
 
 @pytest.mark.parametrize("loop", ["bare", "ticketbench"])
+@rounds
 def test_step(measure, step_workload, loop) -> None:
     w = dataclasses.replace(step_workload, task=dataclasses.replace(step_workload.task, eval_every=10 ** 9))
     split = w.splits[0]
@@ -50,6 +53,7 @@ def test_step(measure, step_workload, loop) -> None:
 
 
 @pytest.mark.parametrize("loop", ["bare", "bare-unfused", "ticketbench", "torch-prune", "modelpruning"])
+@rounds
 def test_level(measure, level_workload, loop) -> None:
     w = level_workload
     split = w.splits[0]
@@ -65,6 +69,7 @@ def test_level(measure, level_workload, loop) -> None:
 
 
 @pytest.mark.parametrize("path", ["device", "dataloader"])
+@rounds
 def test_data_path(measure, step_workload, path) -> None:
     w, split = step_workload, step_workload.splits[0]
 
@@ -93,6 +98,7 @@ def _first(loader: torch.utils.data.DataLoader, steps: int) -> Iterator[tuple[to
 
 
 @pytest.mark.parametrize("k", ["bare", 1, 2, 4, 8])
+@rounds
 def test_replicas(measure, step_workload, k) -> None:
     w = dataclasses.replace(step_workload, task=dataclasses.replace(step_workload.task, eval_every=100))
     if k == "bare":
