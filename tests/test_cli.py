@@ -17,9 +17,10 @@ TINY = ["--set", "val_size=100", "--set", "batch_size=20", "--max-steps", "40", 
 
 
 def ticketbench(*args: str, data: Path | None = None, cwd: Path | None = None,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """The command as a subprocess, with ``TICKETBENCH_DATA=data`` and ``env`` added to the environment."""
-    full = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+                env: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """The command as a subprocess, with ``TICKETBENCH_DATA=data`` and ``env`` added to the environment
+    and the variables ``drop`` removed from it."""
+    full = {k: v for k, v in os.environ.items() if k not in drop} | {"OMP_NUM_THREADS": "1", **(env or {})}
     if data is not None:
         full["TICKETBENCH_DATA"] = str(data)
     return subprocess.run([sys.executable, "-m", "ticketbench.cli", *args], capture_output=True, text=True,

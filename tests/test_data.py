@@ -28,19 +28,22 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
-@pytest.fixture
-def official_files(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
-    """Fabricated MNIST files in the official names and format (gzip IDX)."""
+def write_official_files(served: Path) -> dict[str, np.ndarray]:
+    """Fabricated MNIST files in the official names and format (gzip IDX), written to ``served``."""
     rng = np.random.default_rng(3)
     arrays = {
         "x_train": rng.integers(0, 256, (50, 28, 28)), "y_train": rng.integers(0, 10, 50),
         "x_test": rng.integers(0, 256, (20, 28, 28)), "y_test": rng.integers(0, 10, 20),
     }
-    served = tmp_path / "served"
-    served.mkdir()
+    served.mkdir(parents=True)
     for key, fname in _names().items():
         (served / fname).write_bytes(gzip.compress(idx_bytes(arrays[key])))
-    return served, arrays
+    return arrays
+
+
+@pytest.fixture
+def official_files(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    return tmp_path / "served", write_official_files(tmp_path / "served")
 
 
 def _names() -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""Atomic file writes: a temporary file in the same directory, flushed, fsynced, then renamed."""
+"""Atomic file writes: a temporary file in the same directory, flushed, fsynced, then renamed.
+
+A reader sees the old file or the complete new one, never part of one; a write that fails (a full
+disk) or a process killed mid-write leaves at most a hidden ``.<name>.*.tmp`` file, which
+:func:`remove_partial_writes` deletes."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from ticketbench.faults import fault_point
+
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(file)`` on a temporary file and move it to ``path`` only once it is complete."""
@@ -18,6 +24,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
+            fault_point(f"write {path.parent.name}/{path.name}")
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -25,6 +32,22 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
-def write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    """A matplotlib figure, in the format its suffix names."""
+    atomic_write(path, lambda f: figure.savefig(f, format=path.suffix[1:]))
+
+
+def remove_partial_writes(directory: Path) -> list[Path]:
+    """Delete the temporary files interrupted writes left under ``directory``; return them."""
+    found = [p for p in directory.rglob(".*.tmp") if p.is_file()]
+    for path in found:
+        path.unlink()
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections import Counter
 from pathlib import Path
@@ -66,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
                      help="with --method: shuffle kept positions within each layer, or reinitialise kept weights")
     run.add_argument("--iterative", action="store_true",
                      help="with --method: each density starts from the previous level's mask (decreasing densities)")
+    run.add_argument("--deterministic", action="store_true",
+                     help="deterministic kernels only, so that a GPU run repeats bit for bit (slower on a GPU; "
+                          "CPU runs repeat without it); recorded in every level record")
     run.add_argument("--out", type=Path, default=Path("runs"), help="root of the run directories")
     run.add_argument("--data-dir", help="directory holding <dataset>.npz (default: $TICKETBENCH_DATA, then the cache)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -106,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _compare(args: argparse.Namespace) -> None:
+    from ticketbench.atomic import write_text
     from ticketbench.compare import figure, markdown, points
     from ticketbench.scoring import load_run_set
 
@@ -116,7 +121,7 @@ def _compare(args: argparse.Namespace) -> None:
     out = args.out or run_set.root
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(run_set, found)
-    (out / "COMPARE.md").write_text(text)
+    write_text(out / "COMPARE.md", text)
     print(text, end="")
     for path in [out / "COMPARE.md", *figure(run_set, found, out)]:
         print(f"wrote {path}")
@@ -124,7 +129,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 def _verdicts(args: argparse.Namespace) -> int:
     """score / check / report: the three commands that read run directories against references."""
-    from ticketbench.atomic import write_json
+    from ticketbench.atomic import write_json, write_text
     from ticketbench.references import load_references
     from ticketbench.report import figures, verdict_markdown, verdict_text
     from ticketbench.scoring import load_run_set, regressions, score, verdicts_json
@@ -134,7 +139,7 @@ def _verdicts(args: argparse.Namespace) -> int:
     print(verdict_text(results), end="")
     if args.command == "score":
         write_json(run_set.root / "verdicts.json", verdicts_json(results, run_set))
-        (run_set.root / "VERDICTS.md").write_text(verdict_markdown(results, run_set))
+        write_text(run_set.root / "VERDICTS.md", verdict_markdown(results, run_set))
         print(f"wrote {run_set.root / 'verdicts.json'} and VERDICTS.md")
         return 0
     if args.command == "report":
@@ -228,11 +233,14 @@ def _controls(text: str) -> list[str]:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from ticketbench.tracking import WandbOptions, resolve_mode  # heavy imports only when training
+    from ticketbench.seeding import use_deterministic_kernels  # heavy imports only when training
+    from ticketbench.tracking import WandbOptions, resolve_mode
     from ticketbench.training.imp import imp_arm, run_arms
 
     task = resolve_task(args)
     controls = _controls(args.control)
+    if args.deterministic:
+        use_deterministic_kernels()
     seeds = range(args.seed, args.seed + args.replicas)
     wandb = WandbOptions(resolve_mode(args.wandb), args.wandb_project, args.wandb_entity, args.wandb_group,
                          tuple(args.wandb_tag))
@@ -282,6 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, RunError) as err:
         print(f"ticketbench: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk or a write refused: the atomic writes kept every finished file
+        print(f"ticketbench: error: {_os_error(err)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(err: OSError) -> str:
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"disk full while writing{where}; every finished level is intact: free space and run the same "
+                "command again to resume")
+    return f"{err.strerror or err}{where}"
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ticketbench.atomic import save_figure
 from ticketbench.scoring import RunSet, Unmeasurable, nearest_level
 from ticketbench.stats import Interval
 
@@ -126,6 +127,6 @@ def figure(run_set: RunSet, found: list[Point], out_dir: Path) -> list[Path]:
     fig.tight_layout()
     paths = [out_dir / f"compare.{suffix}" for suffix in ("png", "svg")]
     for path in paths:
-        fig.savefig(path)
+        save_figure(fig, path)
     plt.close(fig)
     return paths

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ticketbench.atomic import save_figure
 from ticketbench.runs import RunDir
 from ticketbench.scoring import ClaimResult, RunSet
 
@@ -174,7 +175,7 @@ def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[
         fig.tight_layout()
         for suffix in ("png", "svg"):
             path = out_dir / f"{stem}.{suffix}"
-            fig.savefig(path)
+            save_figure(fig, path)
             written.append(path)
         plt.close(fig)
     return written

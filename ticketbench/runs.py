@@ -8,15 +8,22 @@ Layout of ``<out>/<task>/<arm>-seed<S>-<fingerprint>/``::
     rewind.pt                θ_k, the weights and buffers at the rewind step (IMP arm; not evidence)
     rewind_optimizer.pt      the optimizer state at step k, when the task rewinds it (not evidence)
     wandb.json, wandb/       the W&B run id of this directory and its offline segments (with --wandb)
+    .lock                    held (flock) by the process training this directory; names it
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import math
+import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +104,34 @@ class RunDir:
 
     def has_level(self, level: int) -> bool:
         return self.level_path(level).is_file()
+
+    def diverged_level(self) -> int | None:
+        """The first level recorded as diverged (the arm trains no further), if any."""
+        return next((r["level"] for r in self.records() if r.get("diverged")), None)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this directory while a run writes it; a second run on it gets an error naming the
+        holder. The lock (``flock``) dies with its process, so a killed run leaves none behind."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RunError(f"{self.path} is in use by {holder}; wait for it to finish or choose "
+                               "another --out") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                         f"({' '.join(['ticketbench', *sys.argv[1:]])})\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(p.read_text()) for p in sorted((self.path / "levels").glob("level_*.json"))]

@@ -2,12 +2,15 @@
 
 Resolution order: ``data_dir`` (``--data-dir`` or ``TICKETBENCH_DATA``) -> the user cache
 directory -> download of the official files into the cache, converted once to ``<name>.npz``
-with the keys ``x_train, y_train, x_test, y_test`` (uint8). MNIST comes as four IDX gzip files,
-CIFAR-10 as the python-pickle tarball; both are md5-pinned.
+with the keys ``x_train, y_train, x_test, y_test`` (uint8) and its sha256 beside it
+(``<name>.npz.sha256``), checked on every later read. MNIST comes as four IDX gzip files,
+CIFAR-10 as the python-pickle tarball; both are md5-pinned. ``TICKETBENCH_MIRROR`` replaces the
+official base URL (the files and their hashes stay the same).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from ticketbench.data.idx import read_idx
 from ticketbench.data.mnist1d import make_mnist1d
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+MIRROR = "TICKETBENCH_MIRROR"  # base URL of a mirror of the official files (same names, same hashes)
 
 
 class DataError(RuntimeError):
@@ -75,7 +79,27 @@ def candidate_dirs(data_dir: str | Path | None) -> list[Path]:
     return ([Path(chosen)] if chosen else []) + [cache_dir()]
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _hash_file(path: Path) -> Path:
+    """Where the sha256 of a converted ``<name>.npz`` is kept (written with it by :func:`download`)."""
+    return path.with_name(path.name + ".sha256")
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of ``path``, checked against its recorded sha256 when it has one."""
+    if _hash_file(path).is_file():
+        expected, actual = _hash_file(path).read_text().split()[0], _sha256(path)
+        if actual != expected:
+            raise DataError(f"{path}: sha256 mismatch ({actual[:12]}... instead of {expected[:12]}... recorded in "
+                            f"{_hash_file(path).name}): the file is corrupted or truncated; delete both and the "
+                            "official files are downloaded again")
     try:
         with np.load(path) as archive:
             missing = [k for k in KEYS if k not in archive]
@@ -89,18 +113,19 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 def download(name: str, dest: Path, source: Source | None = None) -> Path:
     """Fetch the official files of ``name`` (md5-checked by pooch), parse them, write ``dest/<name>.npz``."""
     source = source or SOURCES[name]
+    base_url = os.environ.get(MIRROR) or source.base_url
     raw_dir = dest / f"{name}-raw"
     paths = {}
     for key, (fname, md5) in source.files.items():
         try:
-            path = pooch.retrieve(source.base_url + fname, known_hash=f"md5:{md5}", fname=fname,
+            path = pooch.retrieve(base_url + fname, known_hash=f"md5:{md5}", fname=fname,
                                   path=raw_dir, progressbar=False)
         except ValueError as err:  # pooch raises ValueError on a hash mismatch
             raise DataError(f"download of {fname} failed its hash check: {err}") from None
         except Exception as err:  # noqa: BLE001 - any network failure gets the same advice
             raise DataError(
-                f"cannot download {source.base_url + fname} ({type(err).__name__}); put {name}.npz in a "
-                f"directory and point TICKETBENCH_DATA (or --data-dir) at it"
+                f"cannot download {base_url + fname} ({type(err).__name__}); without network, put {name}.npz in "
+                f"a directory and point TICKETBENCH_DATA (or --data-dir) at it (official files: {source.base_url})"
             ) from None
         paths[key] = Path(path)
     try:
@@ -109,6 +134,8 @@ def download(name: str, dest: Path, source: Source | None = None) -> Path:
         raise DataError(f"the downloaded {name} files could not be parsed ({err})") from None
     out = dest / f"{name}.npz"
     atomic_write(out, lambda f: np.savez(f, **arrays))
+    digest = _sha256(out)
+    atomic_write(_hash_file(out), lambda f: f.write(f"{digest}  {out.name}\n".encode()))
     return out
 
 

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from ticketbench.faults import fault_point
 from ticketbench.pruning.masks import Masks
 from ticketbench.training.replicas import Replicas, State
 
@@ -82,6 +83,7 @@ class PruneRewind(L.Callback):
         step = pl_module.step
         if trainer.sanity_checking or (step % self.eval_every and step != pl_module.blocks.stop):
             return
+        fault_point(f"level {pl_module.level} step {step}")
         if not pl_module.data.y_val.shape[1]:  # no validation split
             return
         losses, accs = pl_module.val_loss.tolist(), pl_module.val_acc.tolist()

@@ -18,11 +18,15 @@ level, and start at level 1 (their level 0 would be the dense network again):
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
 from torch import nn
 
+from ticketbench.atomic import remove_partial_writes
 from ticketbench.config import TaskConfig
 from ticketbench.data import BatchStream, load_arrays, make_split
 from ticketbench.data.tensors import DeviceSplit, ReplicaData
@@ -95,6 +99,7 @@ def record(task: TaskConfig, seed: int, arm: str, level: int, masks: Masks, resu
         "train_acc_final": finite_or_none(result.train_acc_final),
         "start_step": result.start_step, "steps": result.steps,
         "seconds": round(result.seconds, 2), "diverged": result.diverged,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
     }
 
 
@@ -115,14 +120,15 @@ class Arm:
     prepare: Callable[[], None]
 
 
-def train_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, progress: bool = False,
+def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray], progress: bool = False,
                echo: Callable[[str], None] = print, wandb: WandbOptions | None = None) -> None:
-    """Train the levels still to do of every arm; arms due for the same level train together as
-    replicas in one process (see ticketbench.training.replicas), each on its own seed's split and
-    data order. Level 0 captures θ_k; ``wandb`` with a resolved mode logs each arm to its own W&B run."""
+    """Train the levels still to do of every arm on the dataset ``arrays``; arms due for the same
+    level train together as replicas in one process (see ticketbench.training.replicas), each on
+    its own seed's split and data order. Level 0 captures θ_k; ``wandb`` with a resolved mode logs
+    each arm to its own W&B run."""
     device = default_device()
     augment = task.augment == "crop-flip"
-    splits = {seed: make_split(load_arrays(task.dataset, data_dir), task.dataset, task.normalize, task.val_size, seed,
+    splits = {seed: make_split(arrays, task.dataset, task.normalize, task.val_size, seed,
                                device, stratified=task.split == "stratified", augment=augment)
               for seed in dict.fromkeys(a.seed for a in arms)}
     streams = {seed: BatchStream(len(split.y_train), task.batch_size, seed, augment=augment)
@@ -157,13 +163,14 @@ def train_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, p
                     arm.run.save_rewind(result.rewind_state, result.rewind_optimizer_state)
                     if tracker:
                         tracker.rewind_point(arm.run.rewind_files())
-                arm.after(level, start, result)
+                if not result.diverged:  # a diverged arm stops: nothing to prune from non-finite weights
+                    arm.after(level, start, result)
                 together = {"replicas": len(group)} if len(group) > 1 else {}
                 rec = record(task, arm.seed, arm.name, level, start.masks, result) | start.about | together
                 arm.run.save_record(rec)
                 if tracker:
                     tracker.level_done(rec, arm.run.records(), arm.run.mask_path(level))
-                pending[i].pop(0)
+                pending[i] = [] if result.diverged else pending[i][1:]
                 lines.append(level_line(rec))
             lines[-1] += f"  | {eta.level_done(results[0].steps * len(group), results[0].seconds)}"
             echo("\n".join(lines))
@@ -203,16 +210,34 @@ def imp_arm(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
 
 def run_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, progress: bool = False,
              echo: Callable[[str], None] = print, wandb: WandbOptions | None = None) -> list[RunDir]:
-    """Train the arms with levels to do (together); say which are finished already. Several arms
-    must be stackable (checked before any run directory is written)."""
+    """Train the arms with levels to do (together); say which are finished already.
+
+    Several arms must be stackable, and the data must load (both checked before any run
+    directory is written). Every run directory is locked for the whole run; what an interrupted
+    write left is removed, and the levels finished meanwhile are skipped. An arm with a diverged
+    level trains no further, and the run ends with a :class:`RunError` naming it (after the other
+    arms have trained)."""
     if len(arms) > 1:
         check_batchable(build_model(task.model, 0), task.model)
-    for arm in arms:
-        arm.prepare()
-        if not arm.todo:
-            echo(f"{arm.run.path}: {arm.finished}")
-    if any(arm.todo for arm in arms):
-        train_arms(task, [a for a in arms if a.todo], data_dir, progress, echo, wandb)
+    arrays = load_arrays(task.dataset, data_dir) if any(arm.todo for arm in arms) else {}  # before writing
+    with ExitStack() as held:
+        for arm in arms:
+            held.enter_context(arm.run.lock())
+        for arm in arms:
+            remove_partial_writes(arm.run.path)
+            arm.prepare()
+            stopped = arm.run.diverged_level()
+            arm.todo = [] if stopped is not None else [lvl for lvl in arm.todo if not arm.run.has_level(lvl)]
+            if not arm.todo:
+                echo(f"{arm.run.path}: {arm.finished if stopped is None else f'diverged at level {stopped}'}")
+        if any(arm.todo for arm in arms):
+            train_arms(task, [a for a in arms if a.todo], arrays, progress, echo, wandb)
+    diverged = [(arm.run, arm.run.diverged_level()) for arm in arms if arm.run.diverged_level() is not None]
+    if diverged:
+        run, level = diverged[0]
+        others = f" (and {len(diverged) - 1} more arm(s))" if len(diverged) > 1 else ""
+        raise RunError(f"{run.path}: level {level} diverged (non-finite validation loss){others}; it is recorded "
+                       "as diverged and no later level is trained; lower the learning rate (--set optimizer.lr=...)")
     return [arm.run for arm in arms]
 
 
