@@ -12,11 +12,13 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelPruning
 from torch import nn
 from torch.nn.utils import prune
-from workload import adam, bare_level
+from torch.utils.data import DataLoader
+from workload import adam, bare_level, loss_and_accuracy
 
 from ticketbench.config import TaskConfig
 from ticketbench.data import DeviceSplit
 from ticketbench.pruning.masks import Masks
+from ticketbench.training.module import Chunks
 
 
 class PerBatch(L.LightningModule):
@@ -31,30 +33,21 @@ class PerBatch(L.LightningModule):
         # after ModelPruning.setup has copied θ0 (it cannot deep-copy a reparametrised module)
         reparametrise(self.model, self.masks)
 
-    def train_dataloader(self) -> list[torch.Tensor]:
-        return list(self.rows)  # the same device-resident batches as the other loops
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.rows, batch_size=None)  # the same device-resident batches as the other loops
 
-    def val_dataloader(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(self.split.x_val, self.split.y_val)]
-
-    def test_dataloader(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(self.split.x_test, self.split.y_test)]
+    def val_dataloader(self) -> Chunks:
+        return Chunks(self.split.x_val, self.split.y_val)
 
     def training_step(self, rows: torch.Tensor) -> torch.Tensor:
         x, y = self.split.train_batch(rows)
         return F.cross_entropy(self.model(x), y)
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = batch
         logits = self.model(x)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y))
-        self.log(f"{stage}/acc", (logits.argmax(1) == y).float().mean())
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        self._evaluate(batch, "test")
+        self.log("val/loss", F.cross_entropy(logits, y))
+        self.log("val/acc", (logits.argmax(1) == y).float().mean())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model.parameters(), lr=self.task.optimizer.lr, fused=True)
@@ -99,5 +92,7 @@ def modelpruning_level(model: nn.Module, masks: Masks, split: DeviceSplit, rows:
     module = PerBatch(model, masks, split, rows, task)
     trainer.fit(module)
     accuracy = float(trainer.callback_metrics["val/acc"])
-    trainer.test(module, verbose=False)  # a level tests its network; here after the epoch-end pruning
+    # a level tests its network (here after the epoch-end pruning); by hand, as trainer.test would
+    # run ModelPruning.setup again, which cannot deep-copy the re-parametrised modules
+    loss_and_accuracy(model, split.x_test, split.y_test)
     return accuracy
