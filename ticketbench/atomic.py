@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file in the same directory, flushed, fsynced, then renamed.
+"""Atomic file writes: a temporary file in the same directory, flushed, fsynced, then renamed
+(and the directory fsynced).
 
 A reader sees the old file or the complete new one, never part of one; a write that fails (a full
 disk) or a process killed mid-write leaves at most a hidden ``.<name>.*.tmp`` file, which
@@ -27,9 +28,18 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             fault_point(f"write {path.parent.name}/{path.name}")
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_directory(path.parent)  # makes the rename itself survive a power loss
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text(path: Path, text: str) -> None:
