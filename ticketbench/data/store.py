@@ -94,11 +94,12 @@ def _hash_file(path: Path) -> Path:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays of ``path``, checked against its recorded sha256 when it has one."""
-    if _hash_file(path).is_file():
-        expected, actual = _hash_file(path).read_text().split()[0], _sha256(path)
+    recorded = _hash_file(path)
+    if recorded.is_file():
+        expected, actual = recorded.read_text().split()[0], _sha256(path)
         if actual != expected:
             raise DataError(f"{path}: sha256 mismatch ({actual[:12]}... instead of {expected[:12]}... recorded in "
-                            f"{_hash_file(path).name}): the file is corrupted or truncated; delete both and the "
+                            f"{recorded.name}): the file is corrupted or truncated; delete both and the "
                             "official files are downloaded again")
     try:
         with np.load(path) as archive:

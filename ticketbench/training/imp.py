@@ -232,7 +232,7 @@ def run_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, pro
                 echo(f"{arm.run.path}: {arm.finished if stopped is None else f'diverged at level {stopped}'}")
         if any(arm.todo for arm in arms):
             train_arms(task, [a for a in arms if a.todo], arrays, progress, echo, wandb)
-    diverged = [(arm.run, arm.run.diverged_level()) for arm in arms if arm.run.diverged_level() is not None]
+    diverged = [(arm.run, level) for arm in arms if (level := arm.run.diverged_level()) is not None]
     if diverged:
         run, level = diverged[0]
         others = f" (and {len(diverged) - 1} more arm(s))" if len(diverged) > 1 else ""
