@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +86,42 @@ def write_run(root: Path, seed: int, arm: str, rows: list[tuple[int, float | Non
             "val_acc_at_early_stop": acc, "diverged": acc is None, "start_step": 0, "steps": 50_000,
         })
     return path
+
+
+# A small sweep on MNIST-1D (the local and the SLURM executor tests): 2 seeds x (IMP + random
+# pruning), 3 levels of 200 steps.
+SWEEP_SHORT = ["--levels", "3", "--max-steps", "200", "--eval-every", "100", "--wandb", "off"]
+SWEEP_GRID = ["sweep", "mnist1d-mlp", "--seeds", "0-1", "--arms", "none,random-prune", *SWEEP_SHORT]
+
+
+def sweep_records(out: Path) -> dict[str, list[dict]]:
+    """Every MNIST-1D record under ``out`` by run directory name, without the wall time."""
+    from ticketbench.runs import RunDir
+
+    return {run.path.name: [{k: v for k, v in r.items() if k != "seconds"} for r in run.records()]
+            for run in map(RunDir, sorted((out / "mnist1d-mlp").glob("*-seed*")))}
+
+
+def sweep_masks(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.glob("mnist1d-mlp/*/masks/*.npz"))}
+
+
+def wait_for(predicate: Callable[[], bool], what: str, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {seconds:.0f} s waiting for {what}"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def sweep_by_hand(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The jobs of SWEEP_GRID as separate ``ticketbench run`` invocations, one after the other, one
+    thread each."""
+    from test_cli import ticketbench
+
+    out = tmp_path_factory.mktemp("sweep-by-hand")
+    for seed in (0, 1):
+        result = ticketbench("run", "mnist1d-mlp", "--seed", str(seed), "--control", "none,random-prune",
+                             *SWEEP_SHORT, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+    return out

@@ -100,6 +100,25 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(point: str, killed_lev
     assert _masks(run) == _masks(uninterrupted)
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_mid_level_stops_in_one_line_and_resumes(stop: signal.Signals, uninterrupted: RunDir,
+                                                                   fake_data_dir: Path, tmp_path: Path) -> None:
+    """What a scheduler sends at a time limit or a preemption (SIGTERM), and Ctrl-C: exit 128 +
+    the signal with one line, not 0 and not a traceback; the interrupted level does not count."""
+    proc = _paused(tmp_path, fake_data_dir, "level 1 step 20")
+    proc.send_signal(stop)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + stop, stderr
+    assert stderr.strip().splitlines()[-1] == (f"ticketbench: stopped by {stop.name}; every finished level is kept: "
+                                               "run the same command to resume")
+    assert "Traceback" not in stderr
+    run = _run_dir(tmp_path)
+    assert [r["level"] for r in run.records()] == [0]
+    result = ticketbench(*RUN, "--out", str(tmp_path), data=fake_data_dir)
+    assert result.returncode == 0 and _trained_levels(result.stdout) == [1, 2], result.stderr
+    assert _records(run) == _records(uninterrupted)
+
+
 def test_a_second_run_on_a_locked_directory_names_the_holder(fake_data_dir: Path, tmp_path: Path) -> None:
     holder = _paused(tmp_path, fake_data_dir, "level 1 step 10")
     try:

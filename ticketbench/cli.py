@@ -20,6 +20,7 @@ from ticketbench.config import (
     task_names,
 )
 from ticketbench.data import DataError
+from ticketbench.interrupt import Interrupted, stop_on_signals
 from ticketbench.runs import CONTROLS, RunError
 from ticketbench.tracking import MODES
 
@@ -31,11 +32,9 @@ def _positive(text: str) -> int:
     return value
 
 
-def _task_options() -> argparse.ArgumentParser:
-    """The options that resolve a task: shared by ``run`` and ``show``."""
+def _override_options() -> argparse.ArgumentParser:
+    """The options that change a task's protocol: shared by ``run``, ``show`` and ``sweep``."""
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("task", nargs="?", default="mnist1d-mlp",
-                         help=f"task name ({', '.join(task_names())}) or a task YAML file (default: mnist1d-mlp)")
     options.add_argument("--config", type=Path, metavar="FILE.yaml",
                          help="YAML mapping of task keys to override, e.g. 'optimizer: {lr: 0.01}'")
     options.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
@@ -46,12 +45,68 @@ def _task_options() -> argparse.ArgumentParser:
     return options
 
 
+def _training_options() -> argparse.ArgumentParser:
+    """How runs train and where they write: shared by ``run`` and ``sweep`` (which passes them on)."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--densities", default="51.2,21.0,8.6,3.5,1.4", metavar="P,...",
+                         help="with --method: %% of weights remaining, one level each (default: 51.2,21.0,8.6,3.5,1.4)")
+    options.add_argument("--sanity", choices=("shuffle", "reinit"),
+                         help="with --method: shuffle kept positions within each layer, or reinitialise kept weights")
+    options.add_argument("--iterative", action="store_true",
+                         help="with --method: each density starts from the previous level's mask (decreasing densities)")
+    options.add_argument("--deterministic", action="store_true",
+                         help="deterministic kernels only, so that a GPU run repeats bit for bit (slower on a GPU; "
+                              "CPU runs repeat without it); recorded in every level record")
+    options.add_argument("--out", type=Path, default=Path("runs"), help="root of the run directories")
+    options.add_argument("--data-dir", help="directory holding <dataset>.npz (default: $TICKETBENCH_DATA, then the cache)")
+    options.add_argument("--wandb", choices=MODES,
+                         help="W&B logging (default: $WANDB_MODE if set, else online with an API key, else offline)")
+    options.add_argument("--wandb-project", default="ticketbench")
+    options.add_argument("--wandb-entity", help="W&B team or user (default: your default entity)")
+    options.add_argument("--wandb-group", help="W&B group (default: <task>-<config hash>: every seed and arm)")
+    options.add_argument("--wandb-tag", action="append", default=[], metavar="TAG", help="extra W&B tag (repeatable)")
+    return options
+
+
+def _sweep_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    sweep = sub.add_parser("sweep", parents=parents,
+                           help="many runs: tasks x seeds x arms (or methods) as jobs on local processes or SLURM")
+    sweep.add_argument("tasks", nargs="*", default=["mnist1d-mlp"], metavar="task",
+                       help="task names or task YAML files (default: mnist1d-mlp)")
+    sweep.add_argument("--seeds", default="0", help="seeds: 0-4, 0,3,7 or 0-2,7 (default: 0)")
+    sweep.add_argument("--arms", default="none", metavar="ARM[,ARM...]",
+                       help=f"arms trained together in each job: {', '.join(CONTROLS)} (default: none)")
+    sweep.add_argument("--method", metavar="NAME[,NAME...]",
+                       help="registered pruning methods instead of IMP arms: one job per method and seed")
+    sweep.add_argument("--status", action="store_true", help="show every job's state and train nothing")
+    sweep.add_argument("--executor", choices=("local", "slurm"), default="local",
+                       help="local: processes on this machine (default); slurm: one array task per job via submitit")
+    sweep.add_argument("--jobs", type=_positive, metavar="N",
+                       help="local: jobs at once (default: one per visible GPU, else one per CPU core)")
+    sweep.add_argument("--threads", type=_positive, metavar="T",
+                       help="local: CPU threads per job (default: the cores shared out evenly among the jobs)")
+    slurm = sweep.add_argument_group("SLURM (--executor slurm; flags override --slurm-config)")
+    slurm.add_argument("--slurm-config", type=Path, metavar="FILE.yaml",
+                       help="YAML with any of: partition, time, cpus, gpus, mem_gb, max_requeues, sbatch (mapping)")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--time", help="time limit per job: minutes, H:MM:SS or D-HH:MM (default 240 min); "
+                                      "a job reaching it is requeued and resumes")
+    slurm.add_argument("--cpus", type=_positive, help="CPUs per job (default 1)")
+    slurm.add_argument("--gpus", type=int, help="GPUs per job (default 0)")
+    slurm.add_argument("--mem-gb", type=float, help="memory per job in GB")
+    slurm.add_argument("--max-requeues", type=int, help="time-limit requeues of a job before it fails (default 20)")
+    slurm.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
+                       help="any further sbatch option, e.g. --sbatch account=lab --sbatch qos=low (repeatable)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="ticketbench", description="Lottery Ticket Hypothesis benchmarks.")
     sub = top.add_subparsers(dest="command", required=True)
-    task_options = _task_options()
-    run = sub.add_parser("run", parents=[task_options],
+    overrides, training = _override_options(), _training_options()
+    task_help = f"task name ({', '.join(task_names())}) or a task YAML file (default: mnist1d-mlp)"
+    run = sub.add_parser("run", parents=[overrides, training],
                          help="train the levels of one arm of a task (resumes a finished prefix)")
+    run.add_argument("task", nargs="?", default="mnist1d-mlp", help=task_help)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--control", default="none", metavar="ARM[,ARM...]",
                      help=f"{' | '.join(CONTROLS)}: none = winning tickets; reinit / random-prune = controls on its "
@@ -61,28 +116,13 @@ def parser() -> argparse.ArgumentParser:
                           "replicas, each with its own data order, masks and run directory (not for BatchNorm models)")
     run.add_argument("--method", metavar="NAME",
                      help="prune once per density with a registered method (ticketbench methods) instead of IMP")
-    run.add_argument("--densities", default="51.2,21.0,8.6,3.5,1.4", metavar="P,...",
-                     help="with --method: %% of weights remaining, one level each (default: 51.2,21.0,8.6,3.5,1.4)")
-    run.add_argument("--sanity", choices=("shuffle", "reinit"),
-                     help="with --method: shuffle kept positions within each layer, or reinitialise kept weights")
-    run.add_argument("--iterative", action="store_true",
-                     help="with --method: each density starts from the previous level's mask (decreasing densities)")
-    run.add_argument("--deterministic", action="store_true",
-                     help="deterministic kernels only, so that a GPU run repeats bit for bit (slower on a GPU; "
-                          "CPU runs repeat without it); recorded in every level record")
-    run.add_argument("--out", type=Path, default=Path("runs"), help="root of the run directories")
-    run.add_argument("--data-dir", help="directory holding <dataset>.npz (default: $TICKETBENCH_DATA, then the cache)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="show Lightning's progress bar (default: when stderr is a terminal)")
-    run.add_argument("--wandb", choices=MODES,
-                     help="W&B logging (default: $WANDB_MODE if set, else online with an API key, else offline)")
-    run.add_argument("--wandb-project", default="ticketbench")
-    run.add_argument("--wandb-entity", help="W&B team or user (default: your default entity)")
-    run.add_argument("--wandb-group", help="W&B group (default: <task>-<config hash>: every seed and arm)")
-    run.add_argument("--wandb-tag", action="append", default=[], metavar="TAG", help="extra W&B tag (repeatable)")
+    _sweep_parser(sub, [overrides, training])
     sub.add_parser("list", aliases=["tasks"], help="the benchmark tasks: protocol and time per level")
     sub.add_parser("methods", help="the registered pruning methods (built in and installed plug-ins)")
-    sub.add_parser("show", parents=[task_options], help="the fully resolved configuration of a task")
+    show = sub.add_parser("show", parents=[overrides], help="the fully resolved configuration of a task")
+    show.add_argument("task", nargs="?", default="mnist1d-mlp", help=task_help)
     runs = sub.add_parser("runs", help="run directories: task, arm, seed, levels done, status, W&B")
     runs.add_argument("root", nargs="?", type=Path, default=Path("runs"), help="where to look (default: runs)")
     table = sub.add_parser("table", help="Markdown table of the per-level records of run directories")
@@ -99,7 +139,7 @@ def parser() -> argparse.ArgumentParser:
                        help="allowed drop of mean test accuracy below the baseline, in pp (default 0.5)")
     check.add_argument("--allow-fail", default="", metavar="ID,...",
                        help="claims whose FAIL is a documented finding: reported, but not failing the check")
-    report = sub.add_parser("report", help="figures: accuracy and early-stop step against % weights remaining")
+    report = sub.add_parser("report", help="figures: accuracy and early-stop step against %% weights remaining")
     report.add_argument("runs", nargs="+", type=Path, help=runs_help)
     report.add_argument("--references", help="a references YAML file (default: the task's own)")
     report.add_argument("--out", type=Path, help="where to write the figures (default: beside the runs)")
@@ -232,34 +272,124 @@ def _controls(text: str) -> list[str]:
     return list(dict.fromkeys(controls))
 
 
-def _train(args: argparse.Namespace) -> None:
-    from ticketbench.seeding import use_deterministic_kernels  # heavy imports only when training
-    from ticketbench.tracking import WandbOptions, resolve_mode
-    from ticketbench.training.imp import imp_arm, run_arms
+def _plan(args: argparse.Namespace) -> tuple[TaskConfig, list]:
+    """The task and the arms a ``run`` command trains (checked, nothing written)."""
+    from ticketbench.training.imp import imp_arm
 
     task = resolve_task(args)
     controls = _controls(args.control)
-    if args.deterministic:
-        use_deterministic_kernels()
     seeds = range(args.seed, args.seed + args.replicas)
-    wandb = WandbOptions(resolve_mode(args.wandb), args.wandb_project, args.wandb_entity, args.wandb_group,
-                         tuple(args.wandb_tag))
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
     if args.method is None:
         if args.sanity or args.iterative:
             raise ConfigError(f"--{'sanity' if args.sanity else 'iterative'} applies to a --method")
-        arms = [imp_arm(task, seed, control, args.out, ticket_alongside="none" in controls)
-                for seed in seeds for control in controls]
-    else:
-        from ticketbench.training.method_run import method_arm, method_task, parse_densities
+        return task, [imp_arm(task, seed, control, args.out, ticket_alongside="none" in controls)
+                      for seed in seeds for control in controls]
+    from ticketbench.training.method_run import method_arm, method_task, parse_densities
 
-        if controls != ["none"]:
-            raise ConfigError("--control and --method exclude each other; for a method's controls use --sanity")
-        densities = parse_densities(args.densities)
-        arms = [method_arm(task, seed, args.method, densities, args.out, args.sanity, args.iterative) for seed in seeds]
-        task = method_task(task, densities)
+    if controls != ["none"]:
+        raise ConfigError("--control and --method exclude each other; for a method's controls use --sanity")
+    densities = parse_densities(args.densities)
+    arms = [method_arm(task, seed, args.method, densities, args.out, args.sanity, args.iterative) for seed in seeds]
+    return method_task(task, densities), arms
+
+
+def _train(args: argparse.Namespace) -> None:
+    from ticketbench.seeding import use_deterministic_kernels  # heavy imports only when training
+    from ticketbench.tracking import WandbOptions, resolve_mode
+    from ticketbench.training.imp import run_arms
+
+    task, arms = _plan(args)
+    if args.deterministic:
+        use_deterministic_kernels()
+    wandb = WandbOptions(resolve_mode(args.wandb), args.wandb_project, args.wandb_entity, args.wandb_group,
+                         tuple(args.wandb_tag))
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
     for run in run_arms(task, arms, args.data_dir, progress, wandb=wandb):
         print(f"run directory: {run.path}")
+
+
+def _passed_on(args: argparse.Namespace) -> list[str]:
+    """The options of ``sweep`` that every job's ``run`` receives, paths made absolute."""
+    def absolute(path: object) -> str:
+        return str(Path(str(path)).resolve())
+
+    argv = [] if args.config is None else ["--config", absolute(args.config)]
+    for assignment in args.assignments:
+        argv += ["--set", assignment]
+    for flag, value in (("--levels", args.levels), ("--max-steps", args.max_steps), ("--eval-every", args.eval_every),
+                        ("--out", absolute(args.out)), ("--data-dir", args.data_dir and absolute(args.data_dir)),
+                        ("--wandb", args.wandb), ("--wandb-project", args.wandb_project),
+                        ("--wandb-entity", args.wandb_entity), ("--wandb-group", args.wandb_group)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for tag in args.wandb_tag:
+        argv += ["--wandb-tag", tag]
+    if args.method:
+        argv += ["--densities", args.densities] + (["--sanity", args.sanity] if args.sanity else [])
+        argv += ["--iterative"] if args.iterative else []
+    return argv + (["--deterministic"] if args.deterministic else []) + ["--no-progress"]
+
+
+def _sbatch_option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise ConfigError(f"--sbatch {text!r}: expected KEY=VALUE (an sbatch option without its dashes), "
+                          "e.g. account=lab")
+    return key.strip(), value.strip()
+
+
+def _sweep_jobs(args: argparse.Namespace) -> list:
+    """The grid of ``sweep`` as jobs: task x seed x (all arms together | each method)."""
+    from ticketbench.sweep.jobs import Job, parse_seeds
+
+    seeds = parse_seeds(args.seeds)
+    methods = list(dict.fromkeys(m.strip() for m in (args.method or "").split(",") if m.strip()))
+    if methods and args.arms != "none":
+        raise ConfigError("--arms and --method exclude each other: a sweep trains IMP arms or pruning methods")
+    controls = _controls(args.arms)
+    common = _passed_on(args)
+    jobs = []
+    for name in args.tasks:
+        task_ref = str(Path(name).resolve()) if name.endswith((".yaml", ".yml")) else name
+        for seed in seeds:
+            for method in methods or [None]:
+                what = ["--method", method] if method else ["--control", ",".join(controls)]
+                argv = ["run", task_ref, "--seed", str(seed), *what, *common]
+                task, arms = _plan(parser().parse_args(argv))
+                label = "+".join(arm.name for arm in arms)
+                jobs.append(Job(f"{task.name}-seed{seed}-{label}", tuple(argv), task, arms))
+    return jobs
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ticketbench.report import text_table
+    from ticketbench.sweep.jobs import SweepDir, job_status
+
+    jobs = _sweep_jobs(args)
+    sweep = SweepDir.for_jobs(args.out, jobs)
+    if args.executor == "slurm":
+        from ticketbench.sweep.slurm import SlurmOptions
+
+        options = SlurmOptions.load(args.slurm_config, partition=args.partition, time=args.time, cpus=args.cpus,
+                                    gpus=args.gpus, mem_gb=args.mem_gb, max_requeues=args.max_requeues,
+                                    sbatch=dict(map(_sbatch_option, args.sbatch)))
+    pending = [job for job in jobs if job.unfinished()]
+    if args.status or not pending:
+        from ticketbench.sweep.slurm import squeue
+
+        queued = squeue() if any(sweep.state(j.name).get("executor") == "slurm" for j in jobs) else {}
+        rows = [job_status(sweep, job, queued).row() for job in jobs]
+        print(text_table(rows, list(rows[0])), end="")
+        done = sum(r["state"] == "done" for r in rows)
+        print(f"sweep: {done} of {len(jobs)} job(s) done" + ("; nothing to train" if not pending else ""))
+        return 0
+    if args.executor == "slurm":
+        from ticketbench.sweep.slurm import submit
+
+        return submit(sweep, jobs, options)
+    from ticketbench.sweep.local import run_local
+
+    return run_local(sweep, jobs, args.jobs, args.threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             _compare(args)
         elif args.command in ("score", "check", "report"):
             return _verdicts(args)
+        elif args.command == "sweep":
+            return _sweep(args)
         elif args.command == "table":
             missing = [str(p) for p in args.runs if not (p / "meta.json").is_file()]
             if missing:
@@ -285,8 +417,13 @@ def main(argv: list[str] | None = None) -> int:
 
             print(level_table(args.runs), end="")
         else:
-            _train(args)
+            with stop_on_signals():
+                _train(args)
         return 0
+    except Interrupted as stop:
+        print(f"ticketbench: stopped by {stop.name}; every finished level is kept: run the same command to resume",
+              file=sys.stderr)
+        return stop.exit_code
     except (ConfigError, DataError, RunError) as err:
         print(f"ticketbench: error: {err}", file=sys.stderr)
         return 2

@@ -105,19 +105,24 @@ def record(task: TaskConfig, seed: int, arm: str, level: int, masks: Masks, resu
 
 @dataclass
 class Arm:
-    """One run directory to train: its seed and arm, the levels still to do, ``begin(level, split)``
-    giving each level's start and ``after(level, start, result)`` run once it is trained (before
-    its record marks it done); ``finished`` is what to say when nothing is left to do; ``prepare``
-    writes (or checks) the run directory's meta.json, once every arm has passed its checks."""
+    """One run directory to train: its seed and arm, the levels it trains (``todo``: those not
+    finished yet), ``begin(level, split)`` giving each level's start and ``after(level, start,
+    result)`` run once it is trained (before its record marks it done); ``finished`` is what to say
+    when nothing is left to do; ``prepare`` writes (or checks) the run directory's meta.json, once
+    every arm has passed its checks."""
 
     seed: int
     name: str
     run: RunDir
-    todo: list[int]
+    levels: list[int]
     begin: Callable[[int, DeviceSplit], Start]
     after: Callable[[int, Start, LevelResult], None]
     finished: str
     prepare: Callable[[], None]
+    todo: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.todo = [level for level in self.levels if not self.run.has_level(level)]
 
 
 def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray], progress: bool = False,
@@ -193,19 +198,21 @@ def imp_arm(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
     if control not in CONTROLS:
         raise RunError(f"unknown control {control!r}; valid: {', '.join(CONTROLS)}")
     run, imp = RunDir.for_run(out, task, seed, control), RunDir.for_run(out, task, seed, "none")
-    todo = [lvl for lvl in range(0 if control == "none" else 1, task.levels) if not run.has_level(lvl)]
-    if todo and control != "none" and not ticket_alongside:
-        require_ticket(imp, todo[0], control)
+
     def after(level: int, start: Start, _: LevelResult) -> None:
         if control == "none":  # the next level's mask, from this level's final weights
             roles = pruned_tensors(start.model, task.pruning)
             run.save_masks(level + 1, next_masks(start.model, start.masks, roles, task.pruning))
 
-    return Arm(seed, CONTROLS[control], run, todo,
-               lambda level, _: starting_point(task, seed, control, level, run, imp), after,
-               f"all {task.levels} levels already finished",
-               lambda: run.start(task, seed, CONTROLS[control], 0 if control == "none" else 1,
-                                 pruned_tensors(build_model(task.model, seed), task.pruning), control=control))
+    first = 0 if control == "none" else 1
+    arm = Arm(seed, CONTROLS[control], run, list(range(first, task.levels)),
+              lambda level, _: starting_point(task, seed, control, level, run, imp), after,
+              f"all {task.levels} levels already finished",
+              lambda: run.start(task, seed, CONTROLS[control], first,
+                                pruned_tensors(build_model(task.model, seed), task.pruning), control=control))
+    if arm.todo and control != "none" and not ticket_alongside:
+        require_ticket(imp, arm.todo[0], control)
+    return arm
 
 
 def run_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, progress: bool = False,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.plugins.environments import LightningEnvironment
 
 from ticketbench.config import TaskConfig
 from ticketbench.data.tensors import BatchStream, ReplicaData
@@ -73,6 +74,9 @@ def fit_level(task: TaskConfig, model: Replicas, masks: list[Masks], data: Repli
         limit_val_batches=1.0 if data.y_val.shape[1] else 0, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         logger=logger or False, log_every_n_steps=1, enable_checkpointing=False, enable_model_summary=False,
         enable_progress_bar=progress is not None, callbacks=callbacks,
+        # One process on one device: no SLURM detection (its srun warning, its own requeue handler);
+        # scheduling and requeueing belong to ticketbench's executors.
+        plugins=[LightningEnvironment()],
     )
     trainer.fit(module)
     return Fitted(trainer, module, callback)

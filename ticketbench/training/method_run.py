@@ -101,7 +101,6 @@ def method_arm(task: TaskConfig, seed: int, name: str, densities: list[float], o
         raise RunError(f"{task.name} rewinds to step {task.rewind_step}: the method needs θ_k from "
                        f"{imp.rewind_path}; run the winning tickets (no --method) first")
     names = pruned_tensors(build_model(task.model, seed), task.pruning)
-    todo = [lvl for lvl in range(first, task.levels) if not run.has_level(lvl)]
 
     def rewind_point() -> torch.nn.Module:
         model = build_model(task.model, seed)
@@ -142,6 +141,7 @@ def method_arm(task: TaskConfig, seed: int, name: str, densities: list[float], o
             state = {k: v.detach().cpu() for k, v in start.model.state_dict().items()}
             atomic_write(final_path(level), lambda f: torch.save(state, f))
 
-    return Arm(seed, arm, run, todo, begin, after, f"all {len(densities)} densities already finished",
+    return Arm(seed, arm, run, list(range(first, task.levels)), begin, after,
+               f"all {len(densities)} densities already finished",
                lambda: run.start(task, seed, arm, first, names, method=name, sanity=sanity, densities=densities,
                                  iterative=iterative))

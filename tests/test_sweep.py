@@ -1,0 +1,91 @@
+"""``ticketbench sweep`` with the local executor: the grid, its errors, real job processes on
+MNIST-1D whose records equal the same commands run by hand, and a sweep killed mid-level that
+finishes with the same records when it is run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SWEEP_GRID as GRID
+from conftest import sweep_masks, sweep_records, wait_for
+from test_cli import ticketbench
+
+from ticketbench.config import ConfigError
+from ticketbench.sweep.jobs import parse_seeds
+
+
+@pytest.mark.parametrize(("text", "seeds"), [("0-4", [0, 1, 2, 3, 4]), ("0,3,7", [0, 3, 7]), ("0-2,7,1", [0, 1, 2, 7]),
+                                             ("5", [5])])
+def test_seeds_are_ranges_and_lists(text: str, seeds: list[int]) -> None:
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["", "a", "3-1", "-1", "0-", "1,,2", "0-2-4"])
+def test_bad_seeds_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="--seeds"):
+        parse_seeds(text)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seeds", "4-2"], "--seeds: '4-2' is not an increasing range"),
+    (["--arms", "none,shuffle"], "unknown control 'shuffle'"),
+    (["--method", "snip", "--arms", "reinit"], "--arms and --method exclude each other"),
+    (["--executor", "slurm", "--time", "soon"], "--time: 'soon' is not a time limit"),
+    (["--executor", "slurm", "--sbatch", "account"], "--sbatch 'account': expected KEY=VALUE"),
+    (["--arms", "reinit"], "needs the winning-ticket mask"),
+])
+def test_bad_sweeps_exit_2_in_one_line_and_write_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    result = ticketbench("sweep", "mnist1d-mlp", *args, "--out", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_local_sweep_equals_separate_runs_and_resumes_to_done(tmp_path: Path, sweep_by_hand: Path) -> None:
+    result = ticketbench(*GRID, "--jobs", "2", "--threads", "1", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 at a time, 1 CPU thread(s) each" in result.stdout
+    lines = [line for line in result.stdout.splitlines() if " level " in line]
+    assert len(lines) == 10 and all("| sweep " in line for line in lines)  # 2 seeds x (3 imp + 2 control)
+    assert sweep_records(tmp_path) == sweep_records(sweep_by_hand) and len(sweep_records(tmp_path)) == 4
+    assert sweep_masks(tmp_path) == sweep_masks(sweep_by_hand)
+    again = ticketbench(*GRID, "--out", str(tmp_path))
+    assert again.returncode == 0 and again.stdout.strip().endswith("2 of 2 job(s) done; nothing to train")
+    assert " done " in again.stdout and "level  0" not in again.stdout
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
+def test_a_sweep_stopped_mid_level_finishes_with_the_same_records(tmp_path: Path, sweep_by_hand: Path,
+                                                                  stop: signal.Signals) -> None:
+    """Both jobs pause in level 1 (level 0 recorded); the sweep is stopped (Ctrl-C, or killed
+    outright: its jobs then get SIGTERM from the kernel) and run again."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", TICKETBENCH_FAULT="pause:level 1 step 100")
+    sweep = subprocess.Popen([sys.executable, "-m", "ticketbench", *GRID, "--jobs", "2", "--threads", "1",
+                              "--out", str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    def logs() -> list[Path]:
+        return sorted(tmp_path.glob("sweeps/*/logs/*.log"))
+
+    wait_for(lambda: sum("paused at level 1" in p.read_text() for p in logs()) == 2, "both jobs to pause in level 1")
+    sweep.send_signal(stop)
+    output, _ = sweep.communicate(timeout=120)
+    wait_for(lambda: all("stopped by SIGTERM" in p.read_text() for p in logs()), "both jobs to stop")
+    if stop == signal.SIGINT:  # the sweep stops its jobs, waits for them and says so
+        assert sweep.returncode == 130 and "stopped by SIGINT" in output, output
+        states = [json.loads(p.read_text()) for p in tmp_path.glob("sweeps/*/jobs/*.json")]
+        assert [s["exit_code"] for s in states] == [143, 143]
+    # killed outright, the sweep leaves its jobs to the SIGTERM the kernel sends them when it dies
+    assert {r["level"] for recs in sweep_records(tmp_path).values() for r in recs} == {0}
+    status = ticketbench(*GRID, "--status", "--out", str(tmp_path))
+    assert status.returncode == 0 and status.stdout.count(" stopped ") == 2, status.stdout
+    again = ticketbench(*GRID, "--jobs", "2", "--threads", "1", "--out", str(tmp_path))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "level  0" not in again.stdout  # finished levels are not trained again
+    assert sweep_records(tmp_path) == sweep_records(sweep_by_hand)
+    assert sweep_masks(tmp_path) == sweep_masks(sweep_by_hand)
