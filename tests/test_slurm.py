@@ -77,7 +77,7 @@ def test_a_sweep_on_slurm_trains_what_separate_runs_train(slurm: None, tmp_path:
     script = next(tmp_path.glob("sweeps/*/slurm/*_submission.sh")).read_text()
     assert "#SBATCH --array=0-1" in script and "#SBATCH --cpus-per-task=1" in script and "--requeue" in script
     status = ticketbench(*SWEEP_GRID, *SLURM, "--status", "--out", str(tmp_path))
-    assert status.stdout.strip().endswith("2 of 2 job(s) done"), status.stdout
+    assert status.stdout.strip().endswith("2 of 2 job(s) done; nothing to train"), status.stdout
     again = ticketbench(*SWEEP_GRID, *SLURM, "--out", str(tmp_path))
     assert again.returncode == 0 and "nothing to train" in again.stdout
 
@@ -87,11 +87,12 @@ ONE = [*SWEEP_GRID[:3], "0", *SWEEP_GRID[4:]]  # seed 0 only
 
 def test_a_cancelled_job_is_resumed_by_submitting_the_sweep_again(slurm: None, tmp_path: Path,
                                                                    sweep_by_hand: Path) -> None:
-    """The job pauses in level 1; ``scancel`` stops it (SIGTERM); the same sweep submitted again
-    trains levels 1 and 2 only and ends with the records of an uninterrupted run."""
-    first = ticketbench(*ONE, *SLURM, "--out", str(tmp_path), env={"TICKETBENCH_FAULT": "pause:level 1 step 100"})
+    """The job pauses as it writes level 1's record; ``scancel`` stops it (SIGTERM); the same sweep
+    submitted again trains levels 1 and 2 only and ends with the records of an uninterrupted run."""
+    first = ticketbench(*ONE, *SLURM, "--out", str(tmp_path),
+                        env={"TICKETBENCH_FAULT": "pause:write levels/level_01.json"})
     assert first.returncode == 0, first.stderr
-    wait_for(lambda: "paused at level 1 step 100" in _log(tmp_path), "the job to pause in level 1")
+    wait_for(lambda: "paused at write levels/level_01.json" in _log(tmp_path), "the job to pause in level 1")
     (state,) = _states(tmp_path)
     level_0 = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("mnist1d-mlp/*/levels/level_00.json")}
     subprocess.run(["scancel", state["slurm_job_id"]], check=True, timeout=30)

@@ -26,6 +26,7 @@ logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
 warnings.filterwarnings("ignore", message=".*but have no logger configured.*")  # W&B off: metrics stay local
+warnings.filterwarnings("ignore", message="The `srun` command is available")  # one process: no srun (see fit_level)
 
 
 @dataclass
