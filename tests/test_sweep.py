@@ -18,6 +18,7 @@ from test_cli import ticketbench
 
 from ticketbench.config import ConfigError
 from ticketbench.sweep.jobs import parse_seeds
+from ticketbench.sweep.slurm import SlurmOptions, parse_time
 
 
 @pytest.mark.parametrize(("text", "seeds"), [("0-4", [0, 1, 2, 3, 4]), ("0,3,7", [0, 3, 7]), ("0-2,7,1", [0, 1, 2, 7]),
@@ -38,13 +39,38 @@ def test_bad_seeds_are_refused(text: str) -> None:
     (["--method", "snip", "--arms", "reinit"], "--arms and --method exclude each other"),
     (["--executor", "slurm", "--time", "soon"], "--time: 'soon' is not a time limit"),
     (["--executor", "slurm", "--sbatch", "account"], "--sbatch 'account': expected KEY=VALUE"),
+    (["--executor", "slurm", "--slurm-config", "{missing}"], "--slurm-config {missing}: cannot read it"),
     (["--arms", "reinit"], "needs the winning-ticket mask"),
+    (["--method", "nonesuch"], "unknown method 'nonesuch'"),
+    (["resnet20-cifar10", "--arms", "none,random-prune"], "which resnet20 (BatchNorm or dropout) does not allow"),
 ])
 def test_bad_sweeps_exit_2_in_one_line_and_write_nothing(tmp_path: Path, args: list[str], message: str) -> None:
-    result = ticketbench("sweep", "mnist1d-mlp", *args, "--out", str(tmp_path))
+    missing = str(tmp_path / "cluster.yaml")
+    args = [a.format(missing=missing) for a in args]
+    message = message.format(missing=missing)
+    result = ticketbench("sweep", *([] if args[0].endswith("cifar10") else ["mnist1d-mlp"]), *args,
+                         "--out", str(tmp_path))
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_slurm_options_come_from_yaml_and_flags(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text("partition: gpu\ntime: '1-02:00'\ngpus: 1\nsbatch: {account: lab, qos: low}\n")
+    options = SlurmOptions.load(config, time="3:30:00", cpus=4, sbatch={"qos": "high"})
+    assert (options.partition, options.time, options.cpus, options.gpus) == ("gpu", 210, 4, 1)
+    assert options.sbatch == {"account": "lab", "qos": "high"}
+    params = options.parameters()
+    assert params["additional_parameters"] == {"requeue": True, "account": "lab", "qos": "high"}
+    assert (params["partition"], params["time"], params["gpus_per_node"], params["cpus_per_task"]) == ("gpu", 210, 1, 4)
+    assert parse_time(90) == 90 and parse_time("1-12:00") == 2160 and parse_time("0:00:30") == 1
+    config.write_text("partition: gpu\nwalltime: 10\n")
+    with pytest.raises(ConfigError, match="unknown key 'walltime'; valid: cpus, gpus, max_requeues"):
+        SlurmOptions.load(config)
+    config.write_text("cpus: 0\n")
+    with pytest.raises(ConfigError, match="cpus must be >= 1"):
+        SlurmOptions.load(config)
 
 
 def test_the_local_sweep_equals_separate_runs_and_resumes_to_done(tmp_path: Path, sweep_by_hand: Path) -> None:

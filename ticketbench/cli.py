@@ -78,7 +78,8 @@ def _sweep_parser(sub: argparse._SubParsersAction, parents: list[argparse.Argume
                        help=f"arms trained together in each job: {', '.join(CONTROLS)} (default: none)")
     sweep.add_argument("--method", metavar="NAME[,NAME...]",
                        help="registered pruning methods instead of IMP arms: one job per method and seed")
-    sweep.add_argument("--status", action="store_true", help="show every job's state and train nothing")
+    sweep.add_argument("--status", action="store_true",
+                       help="show every job's state and train nothing; exit 1 while any job has levels left")
     sweep.add_argument("--executor", choices=("local", "slurm"), default="local",
                        help="local: processes on this machine (default); slurm: one array task per job via submitit")
     sweep.add_argument("--jobs", type=_positive, metavar="N",
@@ -338,6 +339,19 @@ def _sbatch_option(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def _check_stackable(task: TaskConfig, arms: str) -> None:
+    """A job's arms train together as replicas: refuse a grid whose model cannot."""
+    from ticketbench.models import build_model
+    from ticketbench.training.replicas import check_batchable
+
+    try:
+        check_batchable(build_model(task.model, 0), task.model)
+    except ConfigError:
+        raise ConfigError(f"--arms {arms}: a job trains its arms together as stacked replicas, which {task.model} "
+                          "(BatchNorm or dropout) does not allow; sweep --arms none first, then each control on "
+                          "its own") from None
+
+
 def _sweep_jobs(args: argparse.Namespace) -> list:
     """The grid of ``sweep`` as jobs: task x seed x (all arms together | each method)."""
     from ticketbench.sweep.jobs import Job, parse_seeds
@@ -356,6 +370,8 @@ def _sweep_jobs(args: argparse.Namespace) -> list:
                 what = ["--method", method] if method else ["--control", ",".join(controls)]
                 argv = ["run", task_ref, "--seed", str(seed), *what, *common]
                 task, arms = _plan(parser().parse_args(argv))
+                if len(arms) > 1 and seed == seeds[0]:
+                    _check_stackable(task, args.arms)
                 label = "+".join(arm.name for arm in arms)
                 jobs.append(Job(f"{task.name}-seed{seed}-{label}", tuple(argv), task, arms))
     return jobs
@@ -382,7 +398,7 @@ def _sweep(args: argparse.Namespace) -> int:
         print(text_table(rows, list(rows[0])), end="")
         done = sum(r["state"] == "done" for r in rows)
         print(f"sweep: {done} of {len(jobs)} job(s) done" + ("; nothing to train" if not pending else ""))
-        return 0
+        return 0 if not pending else 1
     if args.executor == "slurm":
         from ticketbench.sweep.slurm import submit
 
