@@ -56,6 +56,8 @@ RATIOS = [
     *[Ratio(f"(d) {k} replicas: throughput / {k} sequential ticketbench runs", "replicas-1", f"replicas-{k}",
             scale=k, target=(">=", 2.5) if k == 8 else None) for k in (1, 2, 4, 8)],
     Ratio("(d) 1 replica (the ticketbench level) / bare loop", "replicas-1", "replicas-bare"),
+    Ratio(f"(e) local executor: {len(os.sched_getaffinity(0))} jobs at once, throughput / one after another",
+          "executor-sequential", "executor-sweep"),
 ]
 
 

@@ -53,12 +53,14 @@ def _training_options() -> argparse.ArgumentParser:
     options.add_argument("--sanity", choices=("shuffle", "reinit"),
                          help="with --method: shuffle kept positions within each layer, or reinitialise kept weights")
     options.add_argument("--iterative", action="store_true",
-                         help="with --method: each density starts from the previous level's mask (decreasing densities)")
+                         help="with --method: each density starts from the previous level's mask "
+                              "(decreasing densities)")
     options.add_argument("--deterministic", action="store_true",
                          help="deterministic kernels only, so that a GPU run repeats bit for bit (slower on a GPU; "
                               "CPU runs repeat without it); recorded in every level record")
     options.add_argument("--out", type=Path, default=Path("runs"), help="root of the run directories")
-    options.add_argument("--data-dir", help="directory holding <dataset>.npz (default: $TICKETBENCH_DATA, then the cache)")
+    options.add_argument("--data-dir",
+                         help="directory holding <dataset>.npz (default: $TICKETBENCH_DATA, then the cache)")
     options.add_argument("--wandb", choices=MODES,
                          help="W&B logging (default: $WANDB_MODE if set, else online with an API key, else offline)")
     options.add_argument("--wandb-project", default="ticketbench")
