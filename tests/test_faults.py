@@ -119,6 +119,25 @@ def test_sigterm_or_ctrl_c_mid_level_stops_in_one_line_and_resumes(stop: signal.
     assert _records(run) == _records(uninterrupted)
 
 
+def test_a_run_rewound_to_step_0_resumes_without_its_rewind_file(uninterrupted: RunDir, fake_data_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    """rewind.pt is not committed: with k = 0 the resumed run rebuilds θ0 from the seed, checked
+    against rewind.sha256, and ends as the uninterrupted run; a digest that does not match stops it."""
+    _kill(_paused(tmp_path, fake_data_dir, "level 2 step 20"))
+    run = _run_dir(tmp_path)
+    run.rewind_path.unlink()
+    digest = run.rewind_digest_path.read_text()
+    run.rewind_digest_path.write_text("0" * 64 + "\n")
+    error = _one_line_error(ticketbench(*RUN, "--out", str(tmp_path), data=fake_data_dir))
+    assert "rewind.pt is missing and the initialisation rebuilt from the seed differs" in error
+    assert [r["level"] for r in run.records()] == [0, 1]
+    run.rewind_digest_path.write_text(digest)
+    result = ticketbench(*RUN, "--out", str(tmp_path), data=fake_data_dir)
+    assert result.returncode == 0 and _trained_levels(result.stdout) == [2], result.stderr
+    assert _records(run) == _records(uninterrupted)
+    assert _masks(run) == _masks(uninterrupted)
+
+
 def test_a_second_run_on_a_locked_directory_names_the_holder(fake_data_dir: Path, tmp_path: Path) -> None:
     holder = _paused(tmp_path, fake_data_dir, "level 1 step 10")
     try:

@@ -6,6 +6,7 @@ Layout of ``<out>/<task>/<arm>-seed<S>-<fingerprint>/``::
     levels/level_NN.json     one record per finished level (written last: it marks the level done)
     masks/level_NN.npz       the mask level NN trained with (IMP also writes the next level's ahead)
     rewind.pt                θ_k, the weights and buffers at the rewind step (IMP arm; not evidence)
+    rewind.sha256            digest of θ_k: with k = 0 a run resumes without rewind.pt (θ0 rebuilt, checked)
     rewind_optimizer.pt      the optimizer state at step k, when the task rewinds it (not evidence)
     wandb.json, wandb/       the W&B run id of this directory and its offline segments (with --wandb)
     .lock                    held (flock) by the process training this directory; names it
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -30,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ticketbench.atomic import atomic_write, write_json
+from ticketbench.atomic import atomic_write, write_json, write_text
 from ticketbench.config import TaskConfig
 from ticketbench.pruning.masks import Masks, load_masks, save_masks
 
@@ -61,6 +63,16 @@ def code_version() -> dict[str, Any]:
 def finite_or_none(value: float | None) -> float | None:
     """JSON has no NaN or infinity: store them as null."""
     return None if value is None or not math.isfinite(value) else value
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a state dict's tensors."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _on_cpu(obj: Any) -> Any:
@@ -97,6 +109,10 @@ class RunDir:
     @property
     def rewind_path(self) -> Path:
         return self.path / "rewind.pt"
+
+    @property
+    def rewind_digest_path(self) -> Path:
+        return self.path / "rewind.sha256"
 
     @property
     def rewind_optimizer_path(self) -> Path:
@@ -174,7 +190,9 @@ class RunDir:
         """θ_k, and the optimizer state at step k when the task rewinds it too."""
         if optimizer_state is not None:
             atomic_write(self.rewind_optimizer_path, lambda f: torch.save(_on_cpu(optimizer_state), f))
-        atomic_write(self.rewind_path, lambda f: torch.save(_on_cpu(state), f))
+        state = _on_cpu(state)
+        atomic_write(self.rewind_path, lambda f: torch.save(state, f))
+        write_text(self.rewind_digest_path, state_digest(state) + "\n")
 
     def rewind_files(self) -> list[Path]:
         """θ_k and, when the task rewinds it, the optimizer state at step k."""
@@ -186,10 +204,19 @@ class RunDir:
             raise RunError(f"{path} is missing: the optimizer state at the rewind step is lost; start a new --out")
         return torch.load(path, weights_only=True)
 
-    def load_rewind(self) -> dict[str, torch.Tensor]:
-        if not self.rewind_path.is_file():
-            raise RunError(f"{self.rewind_path} is missing: the rewind point of this run is lost; start a new --out")
-        return torch.load(self.rewind_path, weights_only=True)
+    def load_rewind(self, initial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """θ_k from rewind.pt. Without that file (it is not evidence and not committed), a run that
+        rewinds to k = 0 passes its initialisation rebuilt from the seed as ``initial``: it is θ_k
+        when its digest matches the one recorded in rewind.sha256."""
+        if self.rewind_path.is_file():
+            return torch.load(self.rewind_path, weights_only=True)
+        if initial is not None and self.rewind_digest_path.is_file():
+            if state_digest(_on_cpu(initial)) == self.rewind_digest_path.read_text().strip():
+                return initial
+            raise RunError(f"{self.rewind_path} is missing and the initialisation rebuilt from the seed differs from "
+                           f"the one recorded in {self.rewind_digest_path.name} (another torch version?); "
+                           "resume with the torch version in meta.json, or start a new --out")
+        raise RunError(f"{self.rewind_path} is missing: the rewind point of this run is lost; start a new --out")
 
     def save_record(self, record: dict[str, Any]) -> None:
         write_json(self.level_path(record["level"]), record)

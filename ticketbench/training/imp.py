@@ -69,7 +69,7 @@ def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: R
     else:
         model = build_model(task.model, seed)
         if level > 0:
-            model.load_state_dict(imp.load_rewind())
+            model.load_state_dict(imp.load_rewind(model.state_dict() if task.rewind_step == 0 else None))
             if task.optimizer.at_rewind == "rewind":
                 optimizer_state = imp.load_rewind_optimizer()
     if control == "none":
