@@ -94,6 +94,8 @@ def test_a_cancelled_job_is_resumed_by_submitting_the_sweep_again(slurm: None, t
     assert first.returncode == 0, first.stderr
     wait_for(lambda: "paused at write levels/level_01.json" in _log(tmp_path), "the job to pause in level 1")
     (state,) = _states(tmp_path)
+    running = ticketbench(*ONE, *SLURM, "--status", "--out", str(tmp_path))
+    assert running.returncode == 1 and " running " in running.stdout and "pid " in running.stdout, running.stdout
     level_0 = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("mnist1d-mlp/*/levels/level_00.json")}
     subprocess.run(["scancel", state["slurm_job_id"]], check=True, timeout=30)
     wait_for(lambda: "stopped by SIGTERM" in _log(tmp_path), "the cancelled job to stop")

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +165,9 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def thread_env(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a job process limited to ``threads`` CPU threads."""
-    env = dict(os.environ if base is None else base)
+def thread_env(threads: int) -> dict[str, str]:
+    """This process's environment for a job limited to ``threads`` CPU threads."""
+    env = dict(os.environ)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     return env
 
@@ -182,7 +182,7 @@ class JobStatus:
     detail: str
 
     def row(self) -> dict[str, str]:
-        return {"job": self.job, "levels": self.levels, "state": self.state, "detail": self.detail}
+        return asdict(self)
 
 
 def job_status(sweep: SweepDir, job: Job, queued: dict[str, str] | None = None) -> JobStatus:
