@@ -76,3 +76,9 @@ def test_real_mnist_two_levels(tmp_path: Path, real_data_dir: Path) -> None:
     assert levels[1]["weights_remaining_percent"] == pytest.approx(80.03, abs=0.01)
     again = ticketbench(*args, data=real_data_dir)
     assert again.returncode == 0 and "all 2 levels already finished" in again.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["report"], ["check"]])
+def test_help_prints_and_exits_0(command: list[str]) -> None:
+    result = ticketbench(*command, "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: ticketbench"), result.stderr
