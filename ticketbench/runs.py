@@ -37,6 +37,7 @@ from ticketbench.config import TaskConfig
 from ticketbench.pruning.masks import Masks, load_masks, save_masks
 
 CONTROLS = {"none": "imp", "reinit": "reinit", "random-prune": "random-prune"}
+LOCK_ATTEMPTS = 5
 
 
 class RunError(RuntimeError):
@@ -131,13 +132,18 @@ class RunDir:
         holder. The lock (``flock``) dies with its process, so a killed run leaves none behind."""
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / ".lock", "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise RunError(f"{self.path} is in use by {holder}; wait for it to finish or choose "
-                               "another --out") from None
+            for attempt in range(LOCK_ATTEMPTS):  # a status reader (lock_holder) holds it for an instant
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt + 1 < LOCK_ATTEMPTS:
+                        time.sleep(0.1)
+                        continue
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    raise RunError(f"{self.path} is in use by {holder}; wait for it to finish or choose "
+                                   "another --out") from None
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')} "
