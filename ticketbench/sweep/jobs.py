@@ -178,7 +178,7 @@ class JobStatus:
 
     job: str
     levels: str
-    state: str  # done | running | queued | failed | stopped | not started
+    state: str  # done | running | queued | failed | stopped (levels left; resumes) | not started
     detail: str
 
     def row(self) -> dict[str, str]:
@@ -203,8 +203,8 @@ def job_status(sweep: SweepDir, job: Job, queued: dict[str, str] | None = None) 
     if slurm_id and queued and slurm_id in queued:
         word = "running" if queued[slurm_id] in ("RUNNING", "COMPLETING") else "queued"
         return JobStatus(job.name, levels, word, f"SLURM job {slurm_id} {queued[slurm_id]}")
-    if not state:
-        return JobStatus(job.name, levels, "not started", "")
+    if not state:  # never run by this sweep: not at all, or by hand / another sweep
+        return JobStatus(job.name, levels, "not started" if not done else "stopped", "")
     code, last = state.get("exit_code"), sweep.last_line(job.name)
     if code not in (None, 0, *STOPPED):
         return JobStatus(job.name, levels, "failed", f"exit {code}: {last}")
