@@ -15,10 +15,11 @@ from ticketbench.scoring import load_run_set
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 RUNS = sorted(p.parent for p in RESULTS.glob("*/*/meta.json"))
 TASKS = sorted({p.parent for p in RUNS})
+IN_PROGRESS = sorted(p.parent for p in RESULTS.glob("in-progress/*/*/meta.json"))
 ARMS = set(CONTROLS.values())
 
 
-@pytest.mark.parametrize("path", RUNS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", RUNS + IN_PROGRESS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_records_match_their_masks(path: Path) -> None:
     run = RunDir(path)
     meta, records = run.meta(), run.records()

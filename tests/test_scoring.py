@@ -11,7 +11,7 @@ from test_cli import ticketbench
 
 from ticketbench.config import ConfigError
 from ticketbench.references import load_references, parse_references, reference_tasks
-from ticketbench.report import claim_row
+from ticketbench.report import claim_row, level_table
 from ticketbench.scoring import Unmeasurable, load_run_set, nearest_level, score
 from ticketbench.stats import FAIL, INCONCLUSIVE, NOT_RUN, PASS, Interval, t_quantile_975, verdict
 from ticketbench.testing import assert_reproduces
@@ -201,3 +201,16 @@ def test_assert_reproduces_for_a_users_test_suite(tmp_path) -> None:
     assert len(assert_reproduces([_good_runs(tmp_path / "good")])) == 16
     with pytest.raises(AssertionError, match="gating claim\\(s\\) of lenet300-mnist FAIL:\n  reinit-below-dense"):
         assert_reproduces([_good_runs(tmp_path / "bad", reinit_acc=0.99)], "lenet300-mnist")
+
+
+def test_the_level_table_gives_every_seed_its_own_columns(tmp_path: Path) -> None:
+    runs = [write_run(tmp_path, 0, "imp", [(0, 0.9810, 3100), (1, 0.9820, 2500)]),
+            write_run(tmp_path, 1, "imp", [(0, 0.9770, 3700), (1, 0.9760, 1900)]),
+            write_run(tmp_path, 1, "reinit", [(1, 0.9700, 4000)])]
+    lines = level_table(runs).splitlines()
+    assert lines[0].startswith("| level | P_m % | imp seed 0 early-stop step | imp seed 0 test acc @ early stop %")
+    assert "reinit seed 1 test acc final %" in lines[0]
+    cells = lines[2].split(" | ")
+    assert cells[2:5] == ["3100", "98.10", "98.10"] and cells[5:8] == ["3700", "97.70", "97.70"]
+    assert lines[3].split(" | ")[-3:] == ["4000", "97.00", "97.00 |"]
+    assert lines[2].endswith("| — | — | — |")  # reinit has no level 0

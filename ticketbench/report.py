@@ -17,25 +17,25 @@ def _pct(value: float | None) -> str:
 
 
 def level_table(run_dirs: list[Path]) -> str:
-    """A Markdown table: one row per level, for each arm its early-stop step and test accuracies (%)."""
+    """A Markdown table: one row per level, for each run its early-stop step and test accuracies
+    (%); columns are named by arm, and by arm and seed when the runs span several seeds. Tasks
+    without a validation split (no early stop) show the final test accuracy only."""
     runs = [RunDir(Path(p)) for p in run_dirs]
-    arms = [r.meta()["arm"] for r in runs]
-    by_level: dict[int, dict[str, dict]] = {}
-    for arm, run in zip(arms, runs, strict=True):
-        for rec in run.records():
-            by_level.setdefault(rec["level"], {})[arm] = rec
-    header = ["level", "P_m %"]
-    for arm in arms:
-        header += [f"{arm} early-stop step", f"{arm} test acc @ early stop %", f"{arm} test acc final %"]
+    metas = [r.meta() for r in runs]
+    several = len({m["seed"] for m in metas}) > 1
+    names = [f"{m['arm']} seed {m['seed']}" if several else m["arm"] for m in metas]
+    by_run = [{rec["level"]: rec for rec in r.records()} for r in runs]
+    early = any(rec["early_stop_step"] is not None for recs in by_run for rec in recs.values())
+    fields = [("early-stop step", lambda r: str(r["early_stop_step"])),
+              ("test acc @ early stop %", lambda r: _pct(r["test_acc_at_early_stop"]))] if early else []
+    fields.append(("test acc final %", lambda r: _pct(r["test_acc_final"])))
+    header = ["level", "P_m %"] + [f"{name} {label}" for name in names for label, _ in fields]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for level in sorted(by_level):
-        recs = by_level[level]
-        p_m = next(iter(recs.values()))["weights_remaining_percent"]
+    for level in sorted({lvl for recs in by_run for lvl in recs}):
+        p_m = next(recs[level] for recs in by_run if level in recs)["weights_remaining_percent"]
         row = [str(level), f"{p_m:.1f}"]
-        for arm in arms:
-            rec = recs.get(arm)
-            row += ["—", "—", "—"] if rec is None else [
-                str(rec["early_stop_step"]), _pct(rec["test_acc_at_early_stop"]), _pct(rec["test_acc_final"])]
+        for recs in by_run:
+            row += [show(recs[level]) if level in recs else "—" for _, show in fields]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
