@@ -83,7 +83,8 @@ def test_the_local_sweep_equals_separate_runs_and_resumes_to_done(tmp_path: Path
     assert sweep_masks(tmp_path) == sweep_masks(sweep_by_hand)
     again = ticketbench(*GRID, "--out", str(tmp_path))
     assert again.returncode == 0 and again.stdout.strip().endswith("2 of 2 job(s) done; nothing to train")
-    assert " done " in again.stdout and "level  0" not in again.stdout
+    rows = [line.split()[1:3] for line in again.stdout.splitlines()[2:-1]]
+    assert rows == [["5/5", "done"]] * 2 and "level  0" not in again.stdout
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
@@ -112,7 +113,7 @@ def test_a_sweep_stopped_mid_level_finishes_with_the_same_records(tmp_path: Path
     assert {r["level"] for recs in sweep_records(tmp_path).values() for r in recs} == {0}
     status = ticketbench(*GRID, "--status", "--out", str(tmp_path))
     rows = [line.split()[1:3] for line in status.stdout.splitlines()[2:-1]]
-    assert status.returncode == 0 and rows == [["1/5", "stopped"]] * 2, status.stdout
+    assert status.returncode == 1 and rows == [["1/5", "stopped"]] * 2, status.stdout  # 1: levels are left
     again = ticketbench(*GRID, "--jobs", "2", "--threads", "1", "--out", str(tmp_path))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "level  0" not in again.stdout  # finished levels are not trained again
