@@ -166,7 +166,7 @@ def test_a_full_disk_stops_the_run_and_keeps_every_finished_level(uninterrupted:
 def test_a_diverging_level_is_recorded_and_the_arm_stops(fake_data_dir: Path, tmp_path: Path) -> None:
     args = [*RUN, "--set", "optimizer.lr=1e30", "--out", str(tmp_path)]
     error = _one_line_error(ticketbench(*args, data=fake_data_dir))
-    assert "level 0 diverged (non-finite validation loss)" in error and "optimizer.lr" in error
+    assert "level 0 diverged (non-finite training or validation loss)" in error and "optimizer.lr" in error
     run = _run_dir(tmp_path)
     (record,) = run.records()
     assert record["diverged"] is True and record["val_loss_at_early_stop"] is None

@@ -43,7 +43,7 @@ def test_default_mode_is_offline_without_a_key_and_online_with_one(no_account: d
 
 
 def test_online_without_a_key_is_refused_in_one_line(no_account: dict) -> None:
-    with pytest.raises(RunError, match="--wandb online needs a W&B API key"):
+    with pytest.raises(RunError, match="needs a W&B API key"):
         resolve_mode("online")
 
 

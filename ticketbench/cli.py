@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import sys
+import typing
 from collections import Counter
 from pathlib import Path
 
@@ -22,13 +24,34 @@ from ticketbench.config import (
 from ticketbench.data import DataError
 from ticketbench.interrupt import Interrupted, stop_on_signals
 from ticketbench.runs import CONTROLS, RunError
+from ticketbench.task_check import check_task
 from ticketbench.tracking import MODES
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line and a pointer to the help, instead of the usage text."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number of pp >= 0, got {text!r}")
     return value
 
 
@@ -103,7 +126,7 @@ def _sweep_parser(sub: argparse._SubParsersAction, parents: list[argparse.Argume
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="ticketbench", description="Lottery Ticket Hypothesis benchmarks.")
+    top = Parser(prog="ticketbench", description="Lottery Ticket Hypothesis benchmarks.")
     sub = top.add_subparsers(dest="command", required=True)
     overrides, training = _override_options(), _training_options()
     task_help = f"task name ({', '.join(task_names())}) or a task YAML file (default: mnist1d-mlp)"
@@ -138,10 +161,11 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("runs", nargs="+", type=Path, help=runs_help)
     check.add_argument("--references", help="a references YAML file (default: the task's own)")
     check.add_argument("--baseline", type=Path, help="stored runs of the same task to compare level by level")
-    check.add_argument("--tolerance", type=float, default=0.5,
+    check.add_argument("--tolerance", type=_tolerance, default=0.5,
                        help="allowed drop of mean test accuracy below the baseline, in pp (default 0.5)")
     check.add_argument("--allow-fail", default="", metavar="ID,...",
-                       help="claims whose FAIL is a documented finding: reported, but not failing the check")
+                       help="claims whose FAIL (or NOT RUN) is a documented finding: reported, but not failing "
+                            "the check")
     report = sub.add_parser("report", help="figures: accuracy and early-stop step against %% weights remaining")
     report.add_argument("runs", nargs="+", type=Path, help=runs_help)
     report.add_argument("--references", help="a references YAML file (default: the task's own)")
@@ -197,8 +221,9 @@ def _verdicts(args: argparse.Namespace) -> int:
         ids = ", ".join(r.claim.id for r in results)
         raise ConfigError(f"--allow-fail names unknown claim {unknown[0]!r}; claims: {ids}")
     failures = []
-    for r in (r for r in results if r.gate_failed):
-        line = f"claim {r.claim.id} FAILs" + (f" ({r.note})" if r.note else "")
+    for r in (r for r in results if r.gate_failed or r.gate_unanswered):
+        what = "FAILs" if r.gate_failed else "cannot be answered by these runs"
+        line = f"claim {r.claim.id} {what}" + (f" ({r.note})" if r.note else "")
         if r.claim.id in allowed:
             print(f"check: {line} — allowed as a documented finding", file=sys.stderr)
         else:
@@ -220,7 +245,9 @@ def resolve_task(args: argparse.Namespace) -> TaskConfig:
         task = apply_overrides(task, read_overrides(args.config), f"--config {args.config}")
     if args.assignments:
         task = apply_overrides(task, [parse_assignment(a) for a in args.assignments], "--set")
-    return override(task, levels=args.levels, max_steps=args.max_steps, eval_every=args.eval_every)
+    task = override(task, levels=args.levels, max_steps=args.max_steps, eval_every=args.eval_every)
+    check_task(task, args.task)
+    return task
 
 
 def _list() -> None:
@@ -242,12 +269,14 @@ def _list() -> None:
 
 
 def _methods() -> None:
-    from ticketbench.pruning.methods import get_method, method_names
+    from ticketbench.pruning.methods import broken_methods, get_method, method_names
 
     for name in method_names():
         chosen = get_method(name)
         when = "after training, rewound" if chosen.after_training else "at initialisation"
         print(f"{name:20s} {chosen.scope:9s} {when:24s} {chosen.fn.__module__}")
+    for name, why in broken_methods().items():
+        print(f"{name:20s} BROKEN: {why}")
 
 
 def _show(task: TaskConfig) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -131,6 +132,8 @@ def _coerce(kind: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a non-empty mapping of name: number, got {value!r}")
         return {str(k): _coerce(float, v, f"{where}.{k}") for k, v in value.items()}
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -162,11 +165,34 @@ def packaged_names(package: str) -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in files if p.name.endswith(".yaml"))
 
 
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of a file a user gave, or a one-line :class:`ConfigError` naming it."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} {path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"{what} {path}: cannot be read ({err.strerror})") from None
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text as Python objects, or a one-line :class:`ConfigError` with the line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML{at} ({problem})") from None
+
+
 def read_yaml_source(package: str, name_or_path: str, what: str) -> tuple[str, str]:
     """Text and display name of a YAML file given by path, or shipped in ``package`` under that name."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path.read_text(), str(path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"{what} {path}: no such file")
+        return read_text(path, what), str(path)
     names = packaged_names(package)
     if name_or_path not in names:
         raise ConfigError(f"unknown {what} {name_or_path!r}; valid {what}s: {', '.join(names)}")
@@ -181,7 +207,7 @@ def task_names() -> list[str]:
 def load_task(name_or_path: str) -> TaskConfig:
     """Load a packaged task by name, or a task YAML file by path, and validate it."""
     text, where = read_yaml_source("ticketbench.tasks", name_or_path, "task")
-    data = yaml.safe_load(text)
+    data = parse_yaml(text, where)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level")
     task = from_mapping(TaskConfig, data, where)
@@ -205,8 +231,14 @@ def validate(task: TaskConfig, where: str = "config") -> None:
             raise ConfigError(f"{where}: pruning.rates.{role} must be in [0, 1), got {rate}")
     if task.pruning.scope == "global" and set(task.pruning.rates) != {"all"}:
         raise ConfigError(f"{where}: global pruning takes one rate named 'all', got {sorted(task.pruning.rates)}")
-    if task.optimizer.lr <= 0:
-        raise ConfigError(f"{where}: optimizer.lr must be > 0, got {task.optimizer.lr}")
+    opt = task.optimizer
+    for key in ("lr", "gamma"):
+        if getattr(opt, key) <= 0:
+            raise ConfigError(f"{where}: optimizer.{key} must be > 0, got {getattr(opt, key)}")
+    if not 0 <= opt.momentum < 1:
+        raise ConfigError(f"{where}: optimizer.momentum must be in [0, 1), got {opt.momentum}")
+    if opt.weight_decay < 0:
+        raise ConfigError(f"{where}: optimizer.weight_decay must be >= 0, got {opt.weight_decay}")
     steps = list(task.optimizer.milestones)
     if steps != sorted(set(steps)) or any(m <= 0 for m in steps):
         raise ConfigError(f"{where}: optimizer.milestones must be increasing positive steps, got {steps}")
@@ -297,10 +329,7 @@ def read_overrides(path: Path) -> list[tuple[str, Any]]:
     """The assignments of an override file: a YAML mapping with any subset of a task's keys."""
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--config {path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    data = parse_yaml(read_text(path, "--config"), f"--config {path}")
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a mapping of task keys, e.g. 'max_steps: 1000'")
     return flatten(data)

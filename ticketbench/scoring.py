@@ -152,6 +152,11 @@ class ClaimResult:
         return self.claim.gating and self.verdict == FAIL
 
     @property
+    def gate_unanswered(self) -> bool:
+        """A gating claim these runs cannot answer (arm not run, levels not reached)."""
+        return self.claim.gating and self.verdict == NOT_RUN
+
+    @property
     def one_seed(self) -> bool:
         return self.interval is not None and self.interval.n == 1
 
@@ -175,7 +180,10 @@ def score_claim(claim: Claim, run_set: RunSet) -> ClaimResult:
     if not values:
         return ClaimResult(claim, NOT_RUN, per_seed, None, where, "; ".join(sorted(reasons)))
     interval = Interval.of(values)
-    note = "1 seed" if len(values) == 1 else ""
+    missing = [str(seed) for seed, arms in sorted(run_set.seeds.items()) if seed not in per_seed]
+    note = "; ".join(filter(None, ["1 seed" if len(values) == 1 else "",
+                                   f"seed(s) {', '.join(missing)} cannot answer it: {'; '.join(sorted(reasons))}"
+                                   if missing else ""]))
     return ClaimResult(claim, verdict(interval, claim.comparator, claim.paper, claim.tolerance),
                        per_seed, interval, where, note)
 
@@ -187,7 +195,11 @@ def score(references: References, run_set: RunSet) -> list[ClaimResult]:
 
 
 def regressions(run_set: RunSet, baseline: RunSet, tolerance_pp: float) -> list[str]:
-    """Levels whose mean test accuracy at early stop fell more than ``tolerance_pp`` below the baseline's."""
+    """Levels whose mean test accuracy at early stop fell more than ``tolerance_pp`` below the baseline's;
+    a baseline of another task or configuration, or one sharing no level with the runs, is refused."""
+    if (baseline.task, baseline.fingerprint) != (run_set.task, run_set.fingerprint):
+        raise RunError(f"--baseline holds {baseline.task} ({baseline.fingerprint}), the runs are {run_set.task} "
+                       f"({run_set.fingerprint}); a baseline must be stored runs of the same task and configuration")
 
     def means(rs: RunSet) -> dict[tuple[str, int], float]:
         pooled: dict[tuple[str, int], list[float]] = {}
@@ -199,6 +211,8 @@ def regressions(run_set: RunSet, baseline: RunSet, tolerance_pp: float) -> list[
         return {k: sum(v) / len(v) for k, v in pooled.items()}
 
     now, then = means(run_set), means(baseline)
+    if not now.keys() & then.keys():
+        return ["no level of any arm is in both the runs and the baseline: nothing to compare"]
     found = []
     for key in sorted(now.keys() & then.keys()):
         if now[key] < then[key] - tolerance_pp:

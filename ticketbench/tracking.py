@@ -66,17 +66,23 @@ def api_key_configured() -> bool:
         return False
 
 
+WANDB_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline", "disabled": "off",
+               "shared": "online"}  # W&B's own values of WANDB_MODE -> ours
+
+
 def resolve_mode(requested: str | None) -> str:
-    """off, offline or online; never a prompt: online only with an API key."""
+    """off, offline or online (``requested``, else ``WANDB_MODE``, else by the key); never a prompt:
+    online only with an API key."""
+    env = os.environ.get("WANDB_MODE")
+    if env is not None and env.lower() not in WANDB_MODES:  # W&B itself would refuse to start
+        raise RunError(f"WANDB_MODE={env!r} is not a W&B mode; valid: {', '.join(WANDB_MODES)} (or unset it and "
+                       "choose with --wandb off|offline|online)")
+    if requested is None and env is not None:
+        requested = WANDB_MODES[env.lower()]
     if requested is None:
-        env = os.environ.get("WANDB_MODE", "").lower()
-        if env == "disabled":
-            return "off"
-        if env in ("offline", "dryrun"):
-            return "offline"
-        return "online" if api_key_configured() else "offline"
+        requested = "online" if api_key_configured() else "offline"
     if requested == "online" and not api_key_configured():
-        raise RunError("--wandb online needs a W&B API key (run `wandb login` or set WANDB_API_KEY); "
+        raise RunError("W&B online (--wandb online or WANDB_MODE) needs a W&B API key (run `wandb login` or set WANDB_API_KEY); "
                        "--wandb offline logs locally for a later `wandb sync`")
     return requested
 
@@ -119,12 +125,19 @@ class Tracker:
         arm_keys = {k: meta[k] for k in ("control", "method", "sanity", "densities") if meta.get(k) is not None}
         config = {"task": plain(task), "seed": seed, "arm": arm, **arm_keys,
                   "fingerprint": task.fingerprint(), "run_dir": str(run.path), "code": code_version()}
-        experiment = wandb.init(
-            name=run.path.name, dir=str(run.path), id=_run_id(run), resume="allow", mode=options.mode,
-            project=options.project, entity=options.entity, group=options.group or f"{task.name}-{task.fingerprint()}",
-            job_type=arm, tags=[task.name, arm, task.model, task.dataset, *options.tags], config=config,
-            settings=wandb.Settings(silent=True), reinit="create_new",
-        )
+        try:
+            experiment = wandb.init(
+                name=run.path.name, dir=str(run.path), id=_run_id(run), resume="allow", mode=options.mode,
+                project=options.project, entity=options.entity,
+                group=options.group or f"{task.name}-{task.fingerprint()}", job_type=arm,
+                tags=[task.name, arm, task.model, task.dataset, *options.tags], config=config,
+                settings=wandb.Settings(silent=True), reinit="create_new",
+            )
+        except Exception as err:  # noqa: BLE001 - W&B's errors (no network, refused key) in one line
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise RunError(f"W&B could not start the {options.mode} run of {run.path} ({type(err).__name__}: "
+                           f"{reason}); check the network and the key, or use --wandb offline and `wandb sync` "
+                           "later") from None
         experiment.define_metric("trainer/global_step")
         experiment.define_metric("*", step_metric="trainer/global_step", step_sync=True)
         self.logger = WandbLogger(experiment=experiment)

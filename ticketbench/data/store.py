@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,41 @@ SOURCES = {"mnist": MNIST, "cifar10": CIFAR10}
 GENERATED = {"mnist1d": make_mnist1d}  # built offline, never downloaded
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What the arrays of a dataset must look like: one example's shape, the image dtype, the
+    number of classes, and the size of the official training set."""
+
+    example: tuple[int, ...]
+    dtype: str
+    train_size: int
+    classes: int = 10
+
+
+LAYOUTS = {"mnist": Layout((28, 28), "uint8", 60_000), "cifar10": Layout((32, 32, 3), "uint8", 50_000),
+           "mnist1d": Layout((40,), "float32", 4_000)}
+
+
+def check_arrays(name: str, arrays: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    """Refuse arrays that are not dataset ``name`` in this suite's layout: image dtype and shape,
+    integer labels in [0, classes), as many labels as images, no empty split."""
+    layout = LAYOUTS[name]
+    for part in ("train", "test"):
+        x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if x.dtype != np.dtype(layout.dtype) or x.shape[1:] != layout.example:
+            raise DataError(f"{where}: x_{part} is {x.dtype} {list(x.shape)}; {name} needs {layout.dtype} "
+                            f"[N, {', '.join(map(str, layout.example))}]")
+        if y.ndim != 1 or y.dtype.kind not in "ui":
+            raise DataError(f"{where}: y_{part} is {y.dtype} {list(y.shape)}; labels must be a 1-d integer array")
+        if len(y) != len(x) or not len(y):
+            raise DataError(f"{where}: {len(x)} images but {len(y)} labels in the {part} split; "
+                            "they must be equal and non-zero")
+        if y.min() < 0 or y.max() >= layout.classes:
+            raise DataError(f"{where}: y_{part} holds labels from {y.min()} to {y.max()}; "
+                            f"{name} has classes 0..{layout.classes - 1}")
+    return arrays
+
+
 def cache_dir() -> Path:
     """The user cache directory for converted datasets."""
     return Path(pooch.os_cache("ticketbench"))
@@ -96,19 +132,28 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays of ``path``, checked against its recorded sha256 when it has one."""
     recorded = _hash_file(path)
     if recorded.is_file():
-        expected, actual = recorded.read_text().split()[0], _sha256(path)
+        words = recorded.read_bytes().decode("ascii", "replace").split()
+        if not words or len(words[0]) != 64:
+            raise DataError(f"{recorded}: not a sha256 record (expected '<64 hex digits>  {path.name}'); "
+                            "delete it, or delete both files and they are downloaded again")
+        expected, actual = words[0], _sha256(path)
         if actual != expected:
             raise DataError(f"{path}: sha256 mismatch ({actual[:12]}... instead of {expected[:12]}... recorded in "
                             f"{recorded.name}): the file is corrupted or truncated; delete both and the "
                             "official files are downloaded again")
     try:
-        with np.load(path) as archive:
+        archive = np.load(path)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an archive of x_train, y_train, x_test, y_test")
+        with archive:
             missing = [k for k in KEYS if k not in archive]
             if missing:
                 raise DataError(f"{path}: missing arrays {missing}; expected keys {', '.join(KEYS)}")
             return {k: archive[k] for k in KEYS}
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: unreadable ({err}); delete it to download again") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        reason = "an empty file" if path.stat().st_size == 0 else f"{type(err).__name__}: {err}"
+        raise DataError(f"{path}: not a readable .npz archive ({reason}); replace it with a good copy, or delete "
+                        "it and the official files are downloaded again") from None
 
 
 def download(name: str, dest: Path, source: Source | None = None) -> Path:
@@ -143,12 +188,13 @@ def download(name: str, dest: Path, source: Source | None = None) -> Path:
 def load_arrays(name: str, data_dir: str | Path | None = None, source: Source | None = None) -> dict[str, np.ndarray]:
     """Return the uint8 arrays of dataset ``name``, downloading into the cache when absent."""
     if name in GENERATED:
-        return GENERATED[name]()
+        return check_arrays(name, GENERATED[name](), f"generated {name}")
     if name not in SOURCES:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join([*SOURCES, *GENERATED])}")
     dirs = candidate_dirs(data_dir)
     for directory in dirs:
         path = directory / f"{name}.npz"
         if path.is_file():
-            return _read_npz(path)
-    return _read_npz(download(name, dirs[-1] if data_dir is None else Path(data_dir), source))
+            return check_arrays(name, _read_npz(path), str(path))
+    path = download(name, dirs[-1] if data_dir is None else Path(data_dir), source)
+    return check_arrays(name, _read_npz(path), str(path))

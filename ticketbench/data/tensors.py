@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ticketbench.config import ConfigError
 from ticketbench.data.store import DataError
 from ticketbench.seeding import generator
 
@@ -190,7 +191,8 @@ class BatchStream:
 
     def __init__(self, num_examples: int, batch_size: int, seed: int, augment: bool = False) -> None:
         if batch_size > num_examples:
-            raise ValueError(f"batch_size {batch_size} exceeds the {num_examples} training examples")
+            raise ConfigError(f"batch_size {batch_size} exceeds the {num_examples} training examples; "
+                              f"choose a batch_size <= {num_examples}")
         self.num_examples, self.batch_size, self.seed, self.augment = num_examples, batch_size, seed, augment
         self.per_epoch = num_examples // batch_size
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)

@@ -27,6 +27,11 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module, torch.Gene
 }
 
 
+# name -> the dataset whose examples it takes (input shape and 10 classes)
+MODEL_DATASETS: dict[str, str] = {"lenet300": "mnist", "resnet20": "cifar10", "mlp1d": "mnist1d",
+                                  **{n: "cifar10" for n in MODELS if n.startswith("conv")}}
+
+
 def build_model(name: str, init_seed: int) -> nn.Module:
     """Construct model ``name`` with weights drawn from the run's ``init`` stream of ``init_seed``."""
     if name not in MODELS:

@@ -79,6 +79,7 @@ class Method:
 
 
 _REGISTRY: dict[str, Method] = {}
+_BROKEN: dict[str, str] = {}  # entry-point name -> why it could not be loaded
 
 
 def method(name: str, *, scope: str = "global", after_training: bool = False) -> Callable:
@@ -97,13 +98,24 @@ def _load_entry_points() -> None:
     """Import the methods that installed packages declare; a plain function is registered under
     its entry-point name with the default scope."""
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name in _REGISTRY:
+        if entry.name in _REGISTRY or entry.name in _BROKEN:
             continue
-        loaded = entry.load()
+        try:
+            loaded = entry.load()
+        except Exception as err:  # noqa: BLE001 - one broken plug-in must not break the others
+            _BROKEN[entry.name] = f"entry point {entry.value} fails to import ({type(err).__name__}: {err})"
+            continue
         if entry.name not in _REGISTRY:
             if not callable(loaded):
-                raise ConfigError(f"entry point {entry.name} = {entry.value} is not a function")
+                _BROKEN[entry.name] = f"entry point {entry.value} is not a function"
+                continue
             _REGISTRY[entry.name] = Method(entry.name, loaded)
+
+
+def broken_methods() -> dict[str, str]:
+    """Installed plug-ins that could not be loaded, with the reason (listed, never fatal to others)."""
+    _load_entry_points()
+    return dict(_BROKEN)
 
 
 def method_names() -> list[str]:
@@ -113,36 +125,69 @@ def method_names() -> list[str]:
 
 def get_method(name: str) -> Method:
     names = method_names()
+    if name in _BROKEN:
+        raise ConfigError(f"method {name} is installed but broken: {_BROKEN[name]}")
     if name not in _REGISTRY:
         raise ConfigError(f"unknown method {name!r}; valid methods: {', '.join(names)}")
     return _REGISTRY[name]
 
 
-def _check_shapes(name: str, result: dict[str, torch.Tensor], masks: Masks) -> None:
+class MethodError(ConfigError):
+    """A pruning method raised, or returned something that cannot be turned into masks."""
+
+
+def _check_answer(name: str, result: object, masks: Masks) -> dict[str, torch.Tensor]:
+    """The method's answer if it is one tensor of the right shape per prunable tensor, all of them
+    boolean masks or all finite-or-infinite scores (never NaN) that are not all equal."""
+    if not isinstance(result, dict):
+        raise MethodError(f"method {name} returned {type(result).__name__}; it must return a dict of parameter "
+                          "name -> tensor (scores, or bool masks)")
     if set(result) != set(masks):
-        missing, extra = sorted(set(masks) - set(result)), sorted(set(result) - set(masks))
-        raise ValueError(f"method {name} must return one tensor per prunable tensor; "
-                         f"missing {missing}, unexpected {extra}")
+        missing, extra = sorted(set(masks) - set(result)), sorted(set(result) - set(masks), key=str)
+        raise MethodError(f"method {name} must return one tensor per prunable tensor; "
+                          f"missing {missing}, unexpected {extra}")
     for key, mask in masks.items():
-        if result[key].shape != mask.shape:
-            raise ValueError(f"method {name}: {key} has shape {tuple(result[key].shape)}, expected {tuple(mask.shape)}")
+        value = result[key]
+        if not isinstance(value, torch.Tensor) or value.is_complex():
+            raise MethodError(f"method {name}: {key} is {type(value).__name__}, expected a real tensor")
+        if value.shape != mask.shape:
+            raise MethodError(f"method {name}: {key} has shape {tuple(value.shape)}, expected {tuple(mask.shape)}")
+    kinds = {t.dtype == torch.bool for t in result.values()}
+    if len(kinds) > 1:
+        raise MethodError(f"method {name} mixed bool masks and scores; return one kind for every tensor")
+    if kinds == {True}:
+        return result
+    for key, value in result.items():
+        nan = int(torch.isnan(value.detach().float()).sum())
+        if nan:
+            raise MethodError(f"method {name}: {key} has {nan} NaN score(s); scores must be numbers "
+                              "(+inf keeps a weight, -inf drops it)")
+    kept = torch.cat([result[n].detach().float().flatten()[masks[n].flatten().to(result[n].device)]
+                      for n in masks])
+    if len(kept) > 1 and bool((kept == kept[0]).all()):
+        raise MethodError(f"method {name} gave every kept weight the same score ({kept[0].item()}); "
+                          "the ranking would be by position alone")
+    return result
 
 
 def select_masks(chosen: Method, request: PruneRequest) -> Masks:
     """Run the method and turn its answer into masks that meet the target exactly."""
-    result = chosen.fn(request)
+    try:
+        answer = chosen.fn(request)
+    except Exception as err:  # noqa: BLE001 - a plug-in's failure is reported in one line, naming it
+        raise MethodError(f"method {chosen.name} raised {type(err).__name__}: {err}") from None
     masks = request.masks
-    _check_shapes(chosen.name, result, masks)
+    result = _check_answer(chosen.name, answer, masks)
     if all(t.dtype == torch.bool for t in result.values()):
         new = {n: result[n].to(masks[n].device) for n in masks}
         if any(bool((new[n] & ~masks[n]).any()) for n in masks):
-            raise ValueError(f"method {chosen.name} revived pruned weights")
+            raise MethodError(f"method {chosen.name} revived pruned weights")
         wanted = request.layer_keep() if chosen.scope == "layerwise" else None
         kept = {n: int(m.sum()) for n, m in new.items()}
         if (wanted is not None and kept != wanted) or (wanted is None and sum(kept.values()) != request.keep):
-            raise ValueError(f"method {chosen.name} kept {sum(kept.values())} weights; the target is {request.keep}")
+            raise MethodError(f"method {chosen.name} kept {sum(kept.values())} weights; the target is {request.keep}")
         return new
-    scores = {n: torch.nan_to_num(s.detach().float(), nan=-torch.inf) for n, s in result.items()}
+    scores = {n: s.detach().float().to(masks[n].device) for n, s in result.items()}
     if chosen.scope == "layerwise":
         keep = request.layer_keep()
         return prune_layerwise(scores, masks, {n: int(m.sum()) - keep[n] for n, m in masks.items()})

@@ -11,11 +11,10 @@ protocol the task runs; the others are shown for context.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
-import yaml
-
-from ticketbench.config import ConfigError, packaged_names, read_yaml_source
+from ticketbench.config import ConfigError, packaged_names, parse_yaml, read_yaml_source
 from ticketbench.stats import COMPARATORS
 
 KINDS = ("value", "delta_to_dense", "speedup_vs_dense", "arm_delta", "speedup_vs_arm")
@@ -67,6 +66,10 @@ class References:
     claims: tuple[Claim, ...]
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _metric(raw: object, where: str) -> Metric:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: field 'metric' must be a mapping")
@@ -81,15 +84,19 @@ def _metric(raw: object, where: str) -> Metric:
         raise ConfigError(f"{where}: field 'metric.quantity' is {raw['quantity']!r}; valid: {', '.join(QUANTITIES)}")
     if kind.startswith("speedup") and raw.get("quantity", "early_stop_step") != "early_stop_step":
         raise ConfigError(f"{where}: field 'metric.quantity' must be early_stop_step for {kind}")
+    for key in ("arm", "other"):
+        if key in raw and not (isinstance(raw[key], str) and raw[key]):
+            raise ConfigError(f"{where}: field 'metric.{key}' must be an arm name, got {raw[key]!r}")
     if kind.startswith("arm") or kind == "speedup_vs_arm":
         if not isinstance(raw.get("other"), str):
             raise ConfigError(f"{where}: field 'metric.other' (the compared arm) is required for {kind}")
     if ("p_m" in raw) == ("p_m_range" in raw):
         raise ConfigError(f"{where}: field 'metric' needs exactly one of p_m and p_m_range")
-    if "p_m" in raw and not (isinstance(raw["p_m"], (int, float)) and 0 < raw["p_m"] <= 100):
+    if "p_m" in raw and not (_number(raw["p_m"]) and 0 < raw["p_m"] <= 100):
         raise ConfigError(f"{where}: field 'metric.p_m' must be a percentage in (0, 100], got {raw['p_m']!r}")
     span = raw.get("p_m_range")
-    if span is not None and not (isinstance(span, list) and len(span) == 2 and 0 < span[0] < span[1] <= 100):
+    if span is not None and not (isinstance(span, list) and len(span) == 2 and all(map(_number, span))
+                                 and 0 < span[0] < span[1] <= 100):
         raise ConfigError(f"{where}: field 'metric.p_m_range' must be [low, high] in (0, 100], got {span!r}")
     values = dict(raw)
     if kind.startswith("speedup"):
@@ -119,6 +126,9 @@ def _claim(raw: object, index: int, path: str, protocol: str) -> Claim:
         raise ConfigError(f"{where}: field 'comparator' is {raw['comparator']!r}; valid: {', '.join(COMPARATORS)}")
     if raw["mark"] not in MARKS:
         raise ConfigError(f"{where}: field 'mark' is {raw['mark']!r}; valid: {', '.join(MARKS)}")
+    for key in ("paper", "tolerance"):
+        if not math.isfinite(raw[key]):
+            raise ConfigError(f"{where}: field {key!r} must be a finite number, got {raw[key]!r}")
     if raw["tolerance"] < 0:
         raise ConfigError(f"{where}: field 'tolerance' must be >= 0, got {raw['tolerance']}")
     claim_protocol = raw.get("protocol", protocol)
@@ -132,9 +142,12 @@ def _claim(raw: object, index: int, path: str, protocol: str) -> Claim:
 
 def parse_references(text: str, path: str) -> References:
     """Validate one references file; every error names the file, the claim and the field."""
-    data = yaml.safe_load(text)
+    data = parse_yaml(text, path)
     if not isinstance(data, dict) or not {"task", "protocol", "claims"} <= set(data):
         raise ConfigError(f"{path}: needs the top-level keys task, protocol and claims")
+    for key in ("task", "protocol"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise ConfigError(f"{path}: '{key}' must be a name, got {data[key]!r}")
     if not isinstance(data["claims"], list) or not data["claims"]:
         raise ConfigError(f"{path}: 'claims' must be a non-empty list")
     claims = tuple(_claim(raw, i, path, data["protocol"]) for i, raw in enumerate(data["claims"]))

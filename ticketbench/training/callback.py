@@ -41,7 +41,8 @@ class PruneRewind(L.Callback):
       ``initial_optimizer_states``, loaded before its first step.
     - Early stop: after each validation on the ``eval_every`` cadence, each replica keeps the step
       and weights of its lowest validation loss so far (the earliest one on ties). A NaN or
-      infinite validation loss marks a replica as diverged; training stops when all have.
+      infinite validation loss, or training loss of a block of steps, marks a replica as diverged;
+      training stops when all have.
     """
 
     masks: list[Masks]
@@ -70,6 +71,15 @@ class PruneRewind(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: object) -> None:
         self._maybe_capture(pl_module)
+        # one host read per block of steps: a non-finite training loss is divergence on every task,
+        # with or without a validation split
+        for point, loss in zip(self.points, pl_module.train_loss.tolist(), strict=True):
+            point.diverged = point.diverged or not math.isfinite(loss)
+        self._stop_when_all_diverged(trainer)
+
+    def _stop_when_all_diverged(self, trainer: L.Trainer) -> None:
+        if all(p.diverged for p in self.points):
+            trainer.should_stop = True
 
     def _maybe_capture(self, pl_module: L.LightningModule) -> None:
         if self.capture_step is None or pl_module.step != self.capture_step or self.points[0].rewind_state is not None:
@@ -95,8 +105,7 @@ class PruneRewind(L.Callback):
             elif loss < point.best_val_loss:
                 point.best_step, point.best_val_loss, point.best_val_acc = step, loss, acc
                 point.best_state = pl_module.model.state(k)
-        if all(p.diverged for p in self.points):
-            trainer.should_stop = True
+        self._stop_when_all_diverged(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for handle in self._handles:

@@ -243,7 +243,7 @@ def run_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, pro
     if diverged:
         run, level = diverged[0]
         others = f" (and {len(diverged) - 1} more arm(s))" if len(diverged) > 1 else ""
-        raise RunError(f"{run.path}: level {level} diverged (non-finite validation loss){others}; it is recorded "
+        raise RunError(f"{run.path}: level {level} diverged (non-finite training or validation loss){others}; it is recorded "
                        "as diverged and no later level is trained; lower the learning rate (--set optimizer.lr=...)")
     return [arm.run for arm in arms]
 

@@ -74,8 +74,8 @@ class Classifier(L.LightningModule):
     logger, ``step`` is logged as ``level * blocks.stop + step`` so that successive levels follow
     each other on one axis (Lightning uses a logged ``step`` as the logger's step). Metrics of
     replica k are logged with the suffix ``@k`` when K > 1 (see ticketbench.tracking.ReplicaLogger).
-    After validation, :attr:`val_loss` and :attr:`val_acc` hold the per-replica values; after a
-    test, :attr:`test_acc`.
+    After each block, :attr:`train_loss` holds the per-replica mean training loss of the block; after
+    validation, :attr:`val_loss` and :attr:`val_acc`; after a test, :attr:`test_acc`.
     """
 
     def __init__(self, model: Replicas, data: ReplicaData, blocks: Blocks, optimizer: OptimizerConfig,
@@ -88,6 +88,7 @@ class Classifier(L.LightningModule):
         self._val_loss_sum = torch.zeros(model.size)
         self.steps_taken = 0  # optimizer steps of this level
         self.val_loss = self.val_acc = self.test_acc = torch.full((model.size,), float("nan"))
+        self.train_loss = torch.zeros(model.size)  # per replica, the mean loss of the last block
 
     @property
     def step(self) -> int:
@@ -147,7 +148,8 @@ class Classifier(L.LightningModule):
             correct += (logits.detach().argmax(-1) == y).sum(1)
         # means over the block, read by the host once per block (when logged), never per step
         batch = block.shape[2]
-        self._log_replicas("train/loss", total / len(block), prog_bar=True, batch_size=batch)
+        self.train_loss = total / len(block)
+        self._log_replicas("train/loss", self.train_loss, prog_bar=True, batch_size=batch)
         self._log_replicas("train/acc", correct / (len(block) * batch), batch_size=batch)
         self._log_position()
 

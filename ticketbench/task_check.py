@@ -1,0 +1,43 @@
+"""The checks of a task that need more than its own fields: the model exists and takes the
+task's dataset, every pruned layer's role has a rate (and every rate a role), the batch and the
+validation hold-out fit the dataset. Run on the task after every override, before anything is
+trained or written."""
+
+from __future__ import annotations
+
+from ticketbench.config import ConfigError, TaskConfig
+from ticketbench.data.store import LAYOUTS
+from ticketbench.models import MODEL_DATASETS, MODELS, build_model
+from ticketbench.pruning.schedule import pruned_tensors
+
+
+def check_task(task: TaskConfig, where: str) -> None:
+    """Raise :class:`ConfigError` naming the key and what is valid when ``task`` cannot run."""
+    if task.model not in MODELS:
+        raise ConfigError(f"{where}: model={task.model!r} is not valid; choose one of {', '.join(MODELS)}")
+    takes = MODEL_DATASETS[task.model.removesuffix("-dropout")]
+    if takes != task.dataset:
+        fitting = ", ".join(m for m in MODELS if MODEL_DATASETS[m.removesuffix("-dropout")] == task.dataset)
+        raise ConfigError(f"{where}: model {task.model} takes {takes} examples, not {task.dataset}; "
+                          f"models for {task.dataset}: {fitting}")
+    train = LAYOUTS[task.dataset].train_size
+    if task.val_size >= train:
+        raise ConfigError(f"{where}: val_size={task.val_size} leaves no training examples of the {train} of "
+                          f"{task.dataset}; choose a val_size below {train}")
+    if task.batch_size > train - task.val_size:
+        raise ConfigError(f"{where}: batch_size={task.batch_size} exceeds the {train - task.val_size} training "
+                          f"examples of {task.dataset} (after val_size={task.val_size})")
+    roles = pruned_tensors(build_model(task.model, 0), task.pruning)
+    if not roles:
+        raise ConfigError(f"{where}: pruning.exclude {list(task.pruning.exclude)} excludes every prunable "
+                          f"tensor of {task.model}")
+    if task.pruning.scope == "global":
+        return
+    needed = sorted(set(roles.values()))
+    missing = [r for r in needed if r not in task.pruning.rates]
+    extra = [r for r in task.pruning.rates if r not in needed]
+    if missing or extra:
+        problem = f"has no rate for role {missing[0]!r}" if missing else f"names role {extra[0]!r}, which no layer has"
+        raise ConfigError(f"{where}: pruning.rates {problem}; {task.model} layer-wise needs exactly the roles "
+                          f"{', '.join(needed)} (e.g. --set pruning.rates.{needed[0]}=0.2), or pruning.scope=global "
+                          "with rates {all: RATE}")
