@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,10 +83,27 @@ def write_run(root: Path, seed: int, arm: str, rows: list[tuple[int, float | Non
     for level, acc, step in rows:
         write_json(path / "levels" / f"level_{level:02d}.json", {
             "task": task, "seed": seed, "arm": arm, "level": level, "weights_remaining_percent": lenet_p_m(level),
-            "early_stop_step": step, "test_acc_at_early_stop": acc, "test_acc_final": acc,
-            "val_acc_at_early_stop": acc, "diverged": acc is None, "start_step": 0, "steps": 50_000,
+            "layer_remaining_percent": {}, "early_stop_step": step, "test_acc_at_early_stop": acc,
+            "test_acc_final": acc, "val_acc_at_early_stop": acc, "val_loss_at_early_stop": None if acc is None else 0.1,
+            "train_acc_final": acc, "diverged": acc is None, "start_step": 0, "steps": 50_000, "seconds": 1.0,
         })
     return path
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The one ``ticketbench: error:`` line of a command that exited 2, and nothing after it."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ticketbench: error:")]
+    assert len(lines) == 1 and result.stderr.strip().endswith(lines[0]), result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``root`` with its bytes and modification time (to show nothing was touched);
+    not the run directories' lock files, which every command that opens a run holds for a moment."""
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
 
 
 # A small sweep on MNIST-1D (the local and the SLURM executor tests): 2 seeds x (IMP + random

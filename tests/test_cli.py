@@ -55,7 +55,7 @@ def test_list_shows_every_task_with_its_protocol_and_time_per_level() -> None:
 
 def test_table_of_a_non_run_directory_exits_2(tmp_path: Path) -> None:
     result = ticketbench("table", str(tmp_path))
-    assert result.returncode == 2 and f"not a run directory (no meta.json): {tmp_path}" in result.stderr
+    assert result.returncode == 2 and f"{tmp_path}: not a run directory (no meta.json)" in result.stderr
 
 
 def test_control_before_winning_tickets_exits_2(tmp_path: Path, fake_data_dir: Path) -> None:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error, snapshot
 from test_cli import TINY, ticketbench
 from test_data import _source, serve, write_official_files
 from test_scoring import CLAIM
@@ -40,18 +41,6 @@ def _masks(run: RunDir) -> dict[str, bytes]:
 
 def _trained_levels(stdout: str) -> list[int]:
     return [int(m) for m in re.findall(r"^\[imp seed 0\] level +(\d+)", stdout, re.M)]
-
-
-def _one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("ticketbench: error:")]
-    assert len(lines) == 1 and result.stderr.strip().endswith(lines[0]), result.stderr
-    return lines[0]
-
-
-def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
-            if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +117,7 @@ def test_a_run_rewound_to_step_0_resumes_without_its_rewind_file(uninterrupted: 
     run.rewind_path.unlink()
     digest = run.rewind_digest_path.read_text()
     run.rewind_digest_path.write_text("0" * 64 + "\n")
-    error = _one_line_error(ticketbench(*RUN, "--out", str(tmp_path), data=fake_data_dir))
+    error = one_line_error(ticketbench(*RUN, "--out", str(tmp_path), data=fake_data_dir))
     assert "rewind.pt is missing and the initialisation rebuilt from the seed differs" in error
     assert [r["level"] for r in run.records()] == [0, 1]
     run.rewind_digest_path.write_text(digest)
@@ -141,7 +130,7 @@ def test_a_run_rewound_to_step_0_resumes_without_its_rewind_file(uninterrupted: 
 def test_a_second_run_on_a_locked_directory_names_the_holder(fake_data_dir: Path, tmp_path: Path) -> None:
     holder = _paused(tmp_path, fake_data_dir, "level 1 step 10")
     try:
-        error = _one_line_error(ticketbench(*RUN, "--out", str(tmp_path), data=fake_data_dir))
+        error = one_line_error(ticketbench(*RUN, "--out", str(tmp_path), data=fake_data_dir))
         assert "is in use by pid" in error and f"pid {holder.pid} " in error and "choose another --out" in error
     finally:
         _kill(holder)
@@ -153,7 +142,7 @@ def test_a_full_disk_stops_the_run_and_keeps_every_finished_level(uninterrupted:
                                                                   tmp_path: Path) -> None:
     full = ticketbench(*RUN, "--out", str(tmp_path), data=fake_data_dir,
                        env={"TICKETBENCH_FAULT": "enospc:write levels/level_02.json"})
-    assert _one_line_error(full) == ("ticketbench: error: disk full while writing (levels/level_02.json); every "
+    assert one_line_error(full) == ("ticketbench: error: disk full while writing (levels/level_02.json); every "
                                      "finished level is intact: free space and run the same command again to resume")
     run = _run_dir(tmp_path)
     assert _records(run) == _records(uninterrupted)[:2]
@@ -165,13 +154,13 @@ def test_a_full_disk_stops_the_run_and_keeps_every_finished_level(uninterrupted:
 
 def test_a_diverging_level_is_recorded_and_the_arm_stops(fake_data_dir: Path, tmp_path: Path) -> None:
     args = [*RUN, "--set", "optimizer.lr=1e30", "--out", str(tmp_path)]
-    error = _one_line_error(ticketbench(*args, data=fake_data_dir))
+    error = one_line_error(ticketbench(*args, data=fake_data_dir))
     assert "level 0 diverged (non-finite training or validation loss)" in error and "optimizer.lr" in error
     run = _run_dir(tmp_path)
     (record,) = run.records()
     assert record["diverged"] is True and record["val_loss_at_early_stop"] is None
     again = ticketbench(*args, data=fake_data_dir)  # the same command trains nothing more
-    assert "level 0 diverged" in _one_line_error(again) and len(run.records()) == 1
+    assert "level 0 diverged" in one_line_error(again) and len(run.records()) == 1
 
 
 @pytest.fixture(scope="module")
@@ -211,40 +200,40 @@ BAD_INPUT = {
 @pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_input_exits_2_in_one_line_and_touches_nothing(case: str, earlier: Path, fake_data_dir: Path) -> None:
     args, message = BAD_INPUT[case]
-    before = _snapshot(earlier)
-    error = _one_line_error(ticketbench(*args, "--out", str(earlier), data=fake_data_dir))
+    before = snapshot(earlier)
+    error = one_line_error(ticketbench(*args, "--out", str(earlier), data=fake_data_dir))
     assert message in error
-    assert _snapshot(earlier) == before
+    assert snapshot(earlier) == before
 
 
 def test_missing_data_without_network_names_the_way_out(earlier: Path, tmp_path: Path) -> None:
-    before = _snapshot(earlier)
+    before = snapshot(earlier)
     env = {"XDG_CACHE_HOME": str(tmp_path / "empty-cache"), "TICKETBENCH_MIRROR": "http://127.0.0.1:9/"}
-    error = _one_line_error(ticketbench(*RUN, "--seed", "1", "--out", str(earlier), env=env,
+    error = one_line_error(ticketbench(*RUN, "--seed", "1", "--out", str(earlier), env=env,
                                         drop=("TICKETBENCH_DATA",)))
     assert "cannot download http://127.0.0.1:9/train-images-idx3-ubyte.gz" in error
     assert "point TICKETBENCH_DATA (or --data-dir) at it" in error
     assert "official files: https://ossci-datasets.s3.amazonaws.com/mnist/" in error
-    assert _snapshot(earlier) == before
+    assert snapshot(earlier) == before
 
 
 def test_a_corrupted_cache_is_refused_naming_the_file(earlier: Path, tmp_path: Path) -> None:
-    before = _snapshot(earlier)
+    before = snapshot(earlier)
     env = _corrupt_cache(tmp_path)
-    error = _one_line_error(ticketbench(*RUN, "--seed", "1", "--out", str(earlier), env=env,
+    error = one_line_error(ticketbench(*RUN, "--seed", "1", "--out", str(earlier), env=env,
                                         drop=("TICKETBENCH_DATA",)))
     assert f"{tmp_path / 'xdg' / 'ticketbench' / 'mnist.npz'}: sha256 mismatch" in error
     assert "corrupted or truncated" in error
-    assert _snapshot(earlier) == before
+    assert snapshot(earlier) == before
 
 
 def test_a_references_schema_error_is_one_line(earlier: Path, tmp_path: Path) -> None:
-    before = _snapshot(earlier)
+    before = snapshot(earlier)
     for command in ("score", "check", "report"):
         result = ticketbench(command, str(earlier), "--references", str(_bad_references(tmp_path)))
         assert f"{tmp_path / 'refs.yaml'}: claim c1: field 'comparator' is '>'; valid: >=, <=, within" \
-            in _one_line_error(result)
-    assert _snapshot(earlier) == before
+            in one_line_error(result)
+    assert snapshot(earlier) == before
 
 
 

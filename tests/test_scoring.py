@@ -177,7 +177,7 @@ def test_check_exit_codes_through_the_cli(tmp_path) -> None:
         f"ticketbench: error: {tmp_path / 'nowhere'} does not exist")
     write_run(tmp_path / "mixed", 0, "imp", [(0, 0.98, 100)], task="conv2-cifar10")
     mixed = ticketbench("check", str(tmp_path / "mixed"), str(good))
-    assert mixed.returncode == 2 and "cannot be scored together" in mixed.stderr
+    assert mixed.returncode == 2 and "cannot be combined" in mixed.stderr
 
 
 def test_score_writes_verdicts_and_report_writes_figures(tmp_path) -> None:

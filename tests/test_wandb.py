@@ -16,7 +16,7 @@ from wandb_records import read_offline_run
 from ticketbench.config import load_task, override
 from ticketbench.references import load_references
 from ticketbench.runs import RunDir, RunError
-from ticketbench.tracking import resolve_mode
+from ticketbench.wandb_mode import resolve_mode
 
 
 @pytest.fixture

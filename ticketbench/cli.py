@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import os
+import signal
 import sys
 import typing
 from collections import Counter
@@ -25,7 +27,7 @@ from ticketbench.data import DataError
 from ticketbench.interrupt import Interrupted, stop_on_signals
 from ticketbench.runs import CONTROLS, RunError
 from ticketbench.task_check import check_task
-from ticketbench.tracking import MODES
+from ticketbench.wandb_mode import MODES
 
 
 def _positive(text: str) -> int:
@@ -327,8 +329,8 @@ def _plan(args: argparse.Namespace) -> tuple[TaskConfig, list]:
 
 def _train(args: argparse.Namespace) -> None:
     from ticketbench.seeding import use_deterministic_kernels  # heavy imports only when training
-    from ticketbench.tracking import WandbOptions, resolve_mode
     from ticketbench.training.imp import run_arms
+    from ticketbench.wandb_mode import WandbOptions, resolve_mode
 
     task, arms = _plan(args)
     if args.deterministic:
@@ -439,44 +441,56 @@ def _sweep(args: argparse.Namespace) -> int:
     return run_local(sweep, jobs, args.jobs, args.threads)
 
 
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("list", "tasks"):
+        _list()
+    elif args.command == "methods":
+        _methods()
+    elif args.command == "show":
+        _show(resolve_task(args))
+    elif args.command == "runs":
+        _runs(args.root)
+    elif args.command == "compare":
+        _compare(args)
+    elif args.command in ("score", "check", "report"):
+        return _verdicts(args)
+    elif args.command == "sweep":
+        return _sweep(args)
+    elif args.command == "table":
+        from ticketbench.report import level_table
+
+        print(level_table([_run_dir(p) for p in args.runs]), end="")
+    else:
+        _train(args)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.command in ("list", "tasks"):
-            _list()
-        elif args.command == "methods":
-            _methods()
-        elif args.command == "show":
-            _show(resolve_task(args))
-        elif args.command == "runs":
-            _runs(args.root)
-        elif args.command == "compare":
-            _compare(args)
-        elif args.command in ("score", "check", "report"):
-            return _verdicts(args)
-        elif args.command == "sweep":
-            return _sweep(args)
-        elif args.command == "table":
-            missing = [str(p) for p in args.runs if not (p / "meta.json").is_file()]
-            if missing:
-                raise RunError(f"not a run directory (no meta.json): {missing[0]}")
-            from ticketbench.report import level_table
-
-            print(level_table(args.runs), end="")
-        else:
-            with stop_on_signals():
-                _train(args)
-        return 0
+        with stop_on_signals():
+            return _dispatch(args)
     except Interrupted as stop:
-        print(f"ticketbench: stopped by {stop.name}; every finished level is kept: run the same command to resume",
-              file=sys.stderr)
+        what = "every finished level is kept: run the same command to resume" if args.command in ("run", "sweep") \
+            else "nothing was left half-written"
+        print(f"ticketbench: stopped by {stop.name}; {what}", file=sys.stderr)
         return stop.exit_code
     except (ConfigError, DataError, RunError) as err:
         print(f"ticketbench: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of our output went away (e.g. `ticketbench runs | head -1`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 128 + signal.SIGPIPE
     except OSError as err:  # a full disk or a write refused: the atomic writes kept every finished file
         print(f"ticketbench: error: {_os_error(err)}", file=sys.stderr)
         return 2
+
+
+def _run_dir(path: Path) -> Path:
+    """A run directory named on the command line (it holds meta.json)."""
+    if not (path / "meta.json").is_file():
+        raise RunError(f"{path}: not a run directory (no meta.json); `ticketbench runs DIR` lists them")
+    return path
 
 
 def _os_error(err: OSError) -> str:

@@ -319,7 +319,8 @@ def apply_overrides(task: TaskConfig, assignments: list[tuple[str, Any]], source
     range-validated as a whole; ``source`` names where they came from in error messages."""
     data = plain(task)
     for dotted, value in assignments:
-        _assign(TaskConfig, data, dotted.split("."), value, f"{source} {dotted}")
+        shown = dotted if dotted.isprintable() else repr(dotted)  # a message stays one line
+        _assign(TaskConfig, data, dotted.split("."), value, f"{source} {shown}")
     updated = from_mapping(TaskConfig, data, source)
     validate(updated, source)
     return updated

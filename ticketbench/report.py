@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ticketbench.atomic import save_figure
 from ticketbench.runs import RunDir
-from ticketbench.scoring import ClaimResult, RunSet
+from ticketbench.scoring import ClaimResult, RunSet, one_configuration
 
 ARM_STYLE = {"imp": ("winning ticket", "tab:blue"), "reinit": ("random reinit", "tab:orange"),
              "random-prune": ("random pruning", "tab:green")}
@@ -22,6 +22,7 @@ def level_table(run_dirs: list[Path]) -> str:
     without a validation split (no early stop) show the final test accuracy only."""
     runs = [RunDir(Path(p)) for p in run_dirs]
     metas = [r.meta() for r in runs]
+    one_configuration(runs, metas)
     several = len({m["seed"] for m in metas}) > 1
     names = [f"{m['arm']} seed {m['seed']}" if several else m["arm"] for m in metas]
     by_run = [{rec["level"]: rec for rec in r.records()} for r in runs]

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ticketbench.atomic import atomic_write, write_json, write_text
 from ticketbench.config import TaskConfig
-from ticketbench.pruning.masks import Masks, load_masks, save_masks
+from ticketbench.pruning.masks import Masks, load_masks, mask_problem, save_masks
+from ticketbench.run_schema import LevelRecord, Meta, check
 
 CONTROLS = {"none": "imp", "reinit": "reinit", "random-prune": "random-prune"}
 LOCK_ATTEMPTS = 5
@@ -155,18 +158,35 @@ class RunDir:
                 handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def looks_like_run(self) -> bool:
+        """Has levels or masks (a run directory, even if its meta.json is gone)."""
+        return (self.path / "levels").is_dir() or (self.path / "masks").is_dir()
+
     def records(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted((self.path / "levels").glob("level_*.json"))]
+        """Every finished level's record, each checked against the schema, its file name and meta.json."""
+        meta = self.meta()
+        found = []
+        for path in sorted((self.path / "levels").glob("level_*.json")):
+            rec = _read_json(path, LevelRecord, "delete it and the same command trains that level again")
+            mine = {"task": meta["task"], "arm": meta["arm"], "seed": meta["seed"]}
+            wrong = next((k for k, v in mine.items() if rec[k] != v), None)
+            if path.name != f"level_{rec['level']:02d}.json" or wrong:
+                what = f"{wrong} {rec[wrong]!r}, but meta.json says {mine[wrong]!r}" if wrong else \
+                    f"level {rec['level']}"
+                raise RunError(f"{path}: the record is of {what}; a file copied from another run? Remove it, "
+                               "and the same command trains that level again")
+            found.append(rec)
+        return found
 
     def meta(self) -> dict[str, Any]:
-        return json.loads((self.path / "meta.json").read_text())
+        return _read_json(self.path / "meta.json", Meta, "restore it, or start a new --out")
 
     def start(self, task: TaskConfig, seed: int, arm: str, first_level: int, pruned: dict[str, str],
               **about: Any) -> None:
         """Write meta.json for a new run, or check that an existing run used the same config.
 
         ``about`` holds what else identifies the arm (its control, or its method and densities);
-        an existing run must agree on it."""
+        an existing run must agree on it (and is not written: see :meth:`ask_levels`)."""
         config = {k: v for k, v in dataclasses.asdict(task).items() if k != "levels"}
         meta_path = self.path / "meta.json"
         if meta_path.is_file():
@@ -177,20 +197,39 @@ class RunDir:
                 if key in meta and meta[key] != value:
                     raise RunError(f"{self.path} was run with {key} {meta[key]}, not {value}; "
                                    "repeat that or choose another --out")
-            if meta.get("levels") != task.levels:  # the number of levels asked for last
-                write_json(meta_path, {**meta, "levels": task.levels})
             return
+        if self.looks_like_run():
+            raise RunError(f"{self.path}: holds levels but no meta.json; restore meta.json, or remove the directory "
+                           "to train it again")
         write_json(meta_path, {
             "task": task.name, "arm": arm, "seed": seed, "levels": task.levels, "first_level": first_level, **about,
             "fingerprint": task.fingerprint(), "config": config, "pruned_tensors": pruned, "code": code_version(),
             "command": ["ticketbench", *sys.argv[1:]], "device": "cuda" if torch.cuda.is_available() else "cpu",
         })
 
+    def ask_levels(self, levels: int) -> None:
+        """Record in meta.json how many levels the command now training this run asked for (done
+        with its first new level, so that a command refused before training leaves meta.json as it was)."""
+        meta = self.meta()
+        if meta.get("levels") != levels:
+            write_json(self.path / "meta.json", {**meta, "levels": levels})
+
     def save_masks(self, level: int, masks: Masks) -> None:
         save_masks(self.mask_path(level), masks)
 
-    def load_masks(self, level: int) -> Masks:
-        return load_masks(self.mask_path(level))
+    def load_masks(self, level: int, model: nn.Module | None = None, names: list[str] | None = None) -> Masks:
+        """The masks of ``level``, checked against the tensors ``names`` of ``model`` when given."""
+        path = self.mask_path(level)
+        remedy = (f"restore it, or remove it with the records from level {max(level - 1, 0)} on "
+                  "(the same command trains them again)")
+        try:
+            masks = load_masks(path)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise RunError(f"{path}: not a readable mask file ({type(err).__name__}: {err}); {remedy}") from None
+        problem = model is not None and mask_problem(masks, model, names or [])
+        if problem:
+            raise RunError(f"{path}: {problem}; {remedy}")
+        return masks
 
     def save_rewind(self, state: dict[str, torch.Tensor], optimizer_state: dict | None = None) -> None:
         """θ_k, and the optimizer state at step k when the task rewinds it too."""
@@ -211,21 +250,57 @@ class RunDir:
         return torch.load(path, weights_only=True)
 
     def load_rewind(self, initial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """θ_k from rewind.pt. Without that file (it is not evidence and not committed), a run that
-        rewinds to k = 0 passes its initialisation rebuilt from the seed as ``initial``: it is θ_k
-        when its digest matches the one recorded in rewind.sha256."""
+        """θ_k from rewind.pt, checked against rewind.sha256. Without that file (it is not evidence
+        and not committed), a run that rewinds to k = 0 passes its initialisation rebuilt from the
+        seed as ``initial``: it is θ_k when its digest matches the recorded one."""
+        recorded = self._recorded_digest()
         if self.rewind_path.is_file():
-            return torch.load(self.rewind_path, weights_only=True)
-        if initial is not None and self.rewind_digest_path.is_file():
-            if state_digest(_on_cpu(initial)) == self.rewind_digest_path.read_text().strip():
+            remedy = ("delete it" + (" (θ0 is rebuilt from the seed)" if initial is not None else "")
+                      + ", or start a new --out")
+            try:
+                state = torch.load(self.rewind_path, weights_only=True)
+                digest = state_digest(_on_cpu(state))
+            except Exception as err:  # noqa: BLE001 - truncated, not a torch file, not a state dict
+                raise RunError(f"{self.rewind_path}: not a readable rewind point ({type(err).__name__}); "
+                               f"{remedy}") from None
+            if recorded is not None and digest != recorded:
+                raise RunError(f"{self.rewind_path} differs from the digest in {self.rewind_digest_path.name}: "
+                               f"edited or damaged; {remedy}")
+            return state
+        if initial is not None and recorded is not None:
+            if state_digest(_on_cpu(initial)) == recorded:
                 return initial
             raise RunError(f"{self.rewind_path} is missing and the initialisation rebuilt from the seed differs from "
                            f"the one recorded in {self.rewind_digest_path.name} (another torch version?); "
                            "resume with the torch version in meta.json, or start a new --out")
         raise RunError(f"{self.rewind_path} is missing: the rewind point of this run is lost; start a new --out")
 
+    def _recorded_digest(self) -> str | None:
+        """The sha256 in rewind.sha256 (None without the file)."""
+        if not self.rewind_digest_path.is_file():
+            return None
+        text = self.rewind_digest_path.read_bytes().decode("ascii", "replace").strip()
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            raise RunError(f"{self.rewind_digest_path}: not a sha256 digest; restore it, or start a new --out")
+        return text
+
     def save_record(self, record: dict[str, Any]) -> None:
         write_json(self.level_path(record["level"]), record)
+
+
+def _read_json(path: Path, schema: type, remedy: str) -> dict[str, Any]:
+    """A run directory's JSON file checked against its schema, or a :class:`RunError` naming it."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise RunError(f"{path} is missing: not a complete run directory; {remedy}") from None
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+        raise RunError(f"{path}: not a valid JSON file ({type(err).__name__}: {str(err).splitlines()[0]}); "
+                       f"{remedy}") from None
+    try:
+        return check(schema, data, path)
+    except ValueError as err:
+        raise RunError(f"{err}; the file was edited or damaged: {remedy}") from None
 
 
 def _levels_asked(meta: dict[str, Any]) -> int | None:

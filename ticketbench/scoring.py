@@ -40,22 +40,42 @@ def discover(paths: list[Path]) -> list[RunDir]:
             found.append(RunDir(path))
         elif path.is_dir():
             found += [RunDir(m.parent) for m in sorted(path.glob("**/meta.json"))]
+            orphan = next((d.parent for d in sorted(path.glob("**/levels")) if not (d.parent / "meta.json").is_file()),
+                          None)
+            if orphan is not None:
+                raise RunError(f"{orphan}: holds levels but no meta.json; restore meta.json, or move the directory "
+                               "away to leave it out")
         else:
             raise RunError(f"{path} does not exist")
     if not found:
         raise RunError(f"no run directories (with meta.json) under {', '.join(map(str, paths))}")
-    return found
+    unique = {run.path.resolve(): run for run in found}  # a directory named twice counts once
+    return list(unique.values())
+
+
+def one_configuration(runs: list[RunDir], metas: list[dict]) -> tuple[str, str]:
+    """The (task, fingerprint) the runs share; refuse a mix, or one arm and seed given twice (a copy)."""
+    keys = sorted({(m["task"], m["fingerprint"]) for m in metas})
+    if len(keys) > 1:
+        raise RunError("runs of different tasks or configurations cannot be combined: "
+                       + ", ".join(f"{t} ({f})" for t, f in keys))
+    first: dict[tuple[str, int], Path] = {}
+    for run, meta in zip(runs, metas, strict=True):
+        key = (meta["arm"], meta["seed"])
+        if key in first:
+            both = f"{run.path} is given twice" if first[key].resolve() == run.path.resolve() else \
+                f"{first[key]} and {run.path} are both arm {meta['arm']} seed {meta['seed']}"
+            raise RunError(f"{both}; give each arm and seed once")
+        first[key] = run.path
+    return keys[0]
 
 
 def load_run_set(paths: list[Path]) -> RunSet:
-    """Group runs by seed and arm; refuse to mix tasks or configurations."""
+    """Group runs by seed and arm; refuse to mix tasks or configurations, or to count a run twice."""
     runs = discover(paths)
     metas = [r.meta() for r in runs]
-    keys = sorted({(m["task"], m["fingerprint"]) for m in metas})
-    if len(keys) > 1:
-        raise RunError("runs of different tasks or configurations cannot be scored together: "
-                       + ", ".join(f"{t} ({f})" for t, f in keys))
-    run_set = RunSet(task=keys[0][0], fingerprint=keys[0][1], runs=runs)
+    task, fingerprint = one_configuration(runs, metas)
+    run_set = RunSet(task=task, fingerprint=fingerprint, runs=runs)
     for run, meta in zip(runs, metas, strict=True):
         run_set.seeds.setdefault(meta["seed"], {})[meta["arm"]] = {r["level"]: r for r in run.records()}
     return run_set

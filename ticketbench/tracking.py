@@ -24,67 +24,20 @@ The x-axis of every chart is ``trainer/global_step = level * max_steps + step``:
 from __future__ import annotations
 
 import json
-import netrc
-import os
 import secrets
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import Logger
 
 from ticketbench.atomic import write_json
 from ticketbench.config import ConfigError, TaskConfig, plain
 from ticketbench.runs import RunDir, RunError, code_version
+from ticketbench.wandb_mode import WandbOptions
 
-MODES = ("off", "offline", "online")
 LEVEL_COLUMNS = ("level", "weights_remaining_percent", "early_stop_step", "test_acc_at_early_stop",
                  "test_acc_final", "val_acc_at_early_stop", "train_acc_final", "seconds", "diverged")
-
-
-@dataclass(frozen=True)
-class WandbOptions:
-    """``mode`` None picks: ``WANDB_MODE`` when set, else online with an API key, else offline."""
-
-    mode: str | None = None
-    project: str = "ticketbench"
-    entity: str | None = None
-    group: str | None = None
-    tags: tuple[str, ...] = ()
-
-
-def api_key_configured() -> bool:
-    """Whether W&B has an API key without asking for one: ``WANDB_API_KEY`` or a netrc entry."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    try:
-        return netrc.netrc(os.environ.get("NETRC") or None).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-WANDB_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline", "disabled": "off",
-               "shared": "online"}  # W&B's own values of WANDB_MODE -> ours
-
-
-def resolve_mode(requested: str | None) -> str:
-    """off, offline or online (``requested``, else ``WANDB_MODE``, else by the key); never a prompt:
-    online only with an API key."""
-    env = os.environ.get("WANDB_MODE")
-    if env is not None and env.lower() not in WANDB_MODES:  # W&B itself would refuse to start
-        raise RunError(f"WANDB_MODE={env!r} is not a W&B mode; valid: {', '.join(WANDB_MODES)} (or unset it and "
-                       "choose with --wandb off|offline|online)")
-    if requested is None and env is not None:
-        requested = WANDB_MODES[env.lower()]
-    if requested is None:
-        requested = "online" if api_key_configured() else "offline"
-    if requested == "online" and not api_key_configured():
-        raise RunError("W&B online (--wandb online or WANDB_MODE) needs a W&B API key (run `wandb login` or set WANDB_API_KEY); "
-                       "--wandb offline logs locally for a later `wandb sync`")
-    return requested
 
 
 def x_axis(task: TaskConfig, level: int, step: int) -> int:
@@ -105,7 +58,14 @@ def _run_id(run: RunDir) -> str:
     """The W&B run id of this run directory, created once and kept in wandb.json."""
     path = run.path / "wandb.json"
     if path.is_file():
-        return json.loads(path.read_text())["id"]
+        try:
+            ident = json.loads(path.read_bytes())["id"]
+        except (ValueError, KeyError, TypeError):
+            ident = None
+        if not isinstance(ident, str) or not ident.isalnum():
+            raise RunError(f"{path}: not a W&B run id record ({{\"id\": \"<letters and digits>\"}}); restore it, or "
+                           "delete it and this directory logs to a new W&B run")
+        return ident
     ident = secrets.token_hex(4)
     write_json(path, {"id": ident})
     return ident

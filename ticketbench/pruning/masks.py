@@ -51,6 +51,18 @@ def save_masks(path: Path, masks: Masks) -> None:
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
+def mask_problem(masks: Masks, model: nn.Module, names: list[str]) -> str | None:
+    """What is wrong with ``masks`` for the tensors ``names`` of ``model`` (None: nothing)."""
+    if set(masks) != set(names):
+        missing, extra = sorted(set(names) - set(masks)), sorted(set(masks) - set(names))
+        return f"masks for {sorted(masks)}, expected {names} (missing {missing}, unexpected {extra})"
+    for name in names:
+        shape = tuple(model.get_parameter(name).shape)
+        if tuple(masks[name].shape) != shape:
+            return f"the mask of {name} has shape {tuple(masks[name].shape)}, the model's tensor {shape}"
+    return None
+
+
 def load_masks(path: Path) -> Masks:
     """Read masks written by :func:`save_masks`."""
     masks = {}

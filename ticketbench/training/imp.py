@@ -36,10 +36,11 @@ from ticketbench.pruning.schedule import next_masks, pruned_tensors
 from ticketbench.pruning.select import random_masks
 from ticketbench.runs import CONTROLS, RunDir, RunError, finite_or_none
 from ticketbench.seeding import derive_seed, generator
-from ticketbench.tracking import ReplicaLogger, Tracker, WandbOptions
+from ticketbench.tracking import ReplicaLogger, Tracker
 from ticketbench.training.level import LevelResult, default_device, train_level
 from ticketbench.training.progress import Eta
 from ticketbench.training.replicas import Replicas, check_batchable
+from ticketbench.wandb_mode import WandbOptions
 
 
 def require_ticket(imp: RunDir, level: int, control: str) -> None:
@@ -72,12 +73,19 @@ def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: R
             model.load_state_dict(imp.load_rewind(model.state_dict() if task.rewind_step == 0 else None))
             if task.optimizer.at_rewind == "rewind":
                 optimizer_state = imp.load_rewind_optimizer()
+    names = list(pruned_tensors(model, task.pruning))
     if control == "none":
-        names = list(pruned_tensors(model, task.pruning))
-        masks = full_masks(model, names) if level == 0 else run.load_masks(level)
+        masks = full_masks(model, names) if level == 0 else run.load_masks(level, model, names)
+        if level > 1 and run.mask_path(level - 1).is_file():
+            before = run.load_masks(level - 1, model, names)
+            revived = [n for n in names if bool((masks[n] & ~before[n]).any())]
+            if revived:
+                raise RunError(f"{run.mask_path(level)} keeps weights of {revived[0]} that level {level - 1} pruned; "
+                               f"a mask was edited or copied: remove it with the records from level {level - 1} on "
+                               "(the same command trains them again)")
     else:
         require_ticket(imp, level, control)
-        masks = imp.load_masks(level)
+        masks = imp.load_masks(level, model, names)
         if control == "random-prune":
             counts = {n: int(m.sum()) for n, m in masks.items()}
             masks = random_masks(masks, counts, generator(seed, "random-prune", level))
@@ -172,6 +180,7 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
                     arm.after(level, start, result)
                 together = {"replicas": len(group)} if len(group) > 1 else {}
                 rec = record(task, arm.seed, arm.name, level, start.masks, result) | start.about | together
+                arm.run.ask_levels(task.levels)
                 arm.run.save_record(rec)
                 if tracker:
                     tracker.level_done(rec, arm.run.records(), arm.run.mask_path(level))
@@ -232,7 +241,8 @@ def run_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, pro
             held.enter_context(arm.run.lock())
         for arm in arms:
             remove_partial_writes(arm.run.path)
-            arm.prepare()
+            arm.prepare()  # meta.json written for a new run, checked (and every record with it) for an old one
+            arm.run.records()
             stopped = arm.run.diverged_level()
             arm.todo = [] if stopped is not None else [lvl for lvl in arm.todo if not arm.run.has_level(lvl)]
             if not arm.todo:
@@ -243,8 +253,9 @@ def run_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, pro
     if diverged:
         run, level = diverged[0]
         others = f" (and {len(diverged) - 1} more arm(s))" if len(diverged) > 1 else ""
-        raise RunError(f"{run.path}: level {level} diverged (non-finite training or validation loss){others}; it is recorded "
-                       "as diverged and no later level is trained; lower the learning rate (--set optimizer.lr=...)")
+        raise RunError(f"{run.path}: level {level} diverged (non-finite training or validation loss){others}; it is "
+                       "recorded as diverged and no later level is trained; lower the learning rate "
+                       "(--set optimizer.lr=...)")
     return [arm.run for arm in arms]
 
 

@@ -33,9 +33,9 @@ from ticketbench.pruning.schedule import pruned_tensors
 from ticketbench.pruning.select import random_masks
 from ticketbench.runs import RunDir, RunError
 from ticketbench.seeding import derive_seed, generator
-from ticketbench.tracking import WandbOptions
 from ticketbench.training.imp import Arm, Start, run_arms
 from ticketbench.training.level import LevelResult
+from ticketbench.wandb_mode import WandbOptions
 
 SANITY = ("shuffle", "reinit")
 
@@ -118,7 +118,7 @@ def method_arm(task: TaskConfig, seed: int, name: str, densities: list[float], o
             return Start(model, masks, 0, about={"method": name, "target_density_percent": 100.0})
         previous = level - 1 if iterative else 0
         if iterative and level > 1:
-            masks = run.load_masks(level - 1)
+            masks = run.load_masks(level - 1, model, list(names))
         trained = None
         if chosen.after_training:
             trained = build_model(task.model, seed)

@@ -1,0 +1,67 @@
+"""The schema of the JSON files in a run directory (meta.json, levels/level_NN.json), checked
+with pydantic whenever one is read back, so that a file edited or damaged by hand is refused in
+one line naming the file and the field instead of being scored or trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0)]
+
+
+class LevelRecord(BaseModel):
+    """One finished level (accuracies as fractions; None where not measured). Further keys
+    (``replicas``, a method's ``target_density_percent``, ...) are kept as they are."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    task: str
+    seed: int
+    arm: str
+    level: Count
+    weights_remaining_percent: Annotated[float, Field(gt=0.0, le=100.0, allow_inf_nan=False)]
+    layer_remaining_percent: dict[str, Percent]
+    early_stop_step: Count | None
+    val_loss_at_early_stop: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None
+    val_acc_at_early_stop: Fraction | None
+    test_acc_at_early_stop: Fraction | None
+    test_acc_final: Fraction | None
+    train_acc_final: Fraction | None
+    start_step: Count
+    steps: Count
+    seconds: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+    diverged: bool
+    deterministic: bool = False
+
+
+class Meta(BaseModel):
+    """meta.json: what the run is and how it was configured (further keys kept as they are)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    task: str
+    arm: str
+    seed: int
+    fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]+$")]
+    levels: Annotated[int, Field(ge=1)] | None = None
+    first_level: Annotated[int, Field(ge=0, le=1)] | None = None
+    config: dict[str, Any]
+    pruned_tensors: dict[str, str] | None = None
+
+
+def check(schema: type[BaseModel], data: Any, path: Path) -> dict[str, Any]:
+    """``data`` if it matches ``schema``; otherwise a ValueError naming the file and the first bad field."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    try:
+        schema.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(map(str, first["loc"])) or "(top level)"
+        raise ValueError(f"{path}: field {field!r}: {first['msg']} (found {first.get('input')!r})") from None
+    return data
