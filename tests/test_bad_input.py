@@ -342,3 +342,17 @@ def test_a_broken_plugin_is_listed_and_the_others_still_work(plugins: dict[str, 
     assert not list(tmp_path.glob("mnist1d-mlp/*/masks/level_01.npz")), "no mask from a refused answer"
     assert ticketbench(*RUN, "--levels", "2", "--method", "magnitude-init", "--densities", "50",
                        "--out", str(tmp_path), env=plugins).returncode == 0
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """`ticketbench list | head -0`: the reader has gone before the first line is written."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run([sys.executable, "-m", "ticketbench.cli", "list"], stdout=write, stderr=subprocess.PIPE,
+                          text=True, timeout=300)
+    os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""
