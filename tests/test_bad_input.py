@@ -356,3 +356,13 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
                           text=True, timeout=300)
     os.close(write)
     assert proc.returncode == 141 and proc.stderr == ""
+
+
+def test_results_about_runs_are_never_written_above_the_directories_named(earlier: Path, tmp_path: Path) -> None:
+    for seed, place in ((0, "a"), (1, "b")):
+        shutil.copytree(_run(earlier, seed=seed), tmp_path / place / _run(earlier, seed=seed).name)
+    named = [str(next((tmp_path / p).iterdir())) for p in ("a", "b")]
+    for command in (["score"], ["report"], ["compare"]):
+        error = _refused(*command, *named, untouched=tmp_path)
+        assert f"whose common parent is {tmp_path}; name one directory that holds them all" in error
+    assert ticketbench("report", *named, "--out", str(tmp_path / "figures")).returncode == 0

@@ -29,6 +29,9 @@ from ticketbench.runs import CONTROLS, RunError
 from ticketbench.task_check import check_task
 from ticketbench.wandb_mode import MODES
 
+if typing.TYPE_CHECKING:
+    from ticketbench.scoring import RunSet
+
 
 def _positive(text: str) -> int:
     try:
@@ -187,13 +190,23 @@ def _compare(args: argparse.Namespace) -> None:
     found = points(run_set)
     if not found:
         raise RunError("no finished levels to compare")
-    out = args.out or run_set.root
+    out = args.out or _beside(run_set, args.runs)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(run_set, found)
     write_text(out / "COMPARE.md", text)
     print(text, end="")
     for path in [out / "COMPARE.md", *figure(run_set, found, out)]:
         print(f"wrote {path}")
+
+
+def _beside(run_set: RunSet, named: list[Path]) -> Path:
+    """Where results about the runs go by default: the directory holding them all, when it is one
+    the user named or the parent of one (never a directory above what was named)."""
+    root = run_set.root
+    if any(root in (p.resolve(), p.resolve().parent) for p in named):
+        return root
+    raise RunError(f"the runs named lie in different directories, whose common parent is {root}; name one "
+                   "directory that holds them all (or give --out where the command has it)")
 
 
 def _verdicts(args: argparse.Namespace) -> int:
@@ -205,14 +218,14 @@ def _verdicts(args: argparse.Namespace) -> int:
 
     run_set = load_run_set(args.runs)
     results = score(load_references(args.references or run_set.task), run_set)
+    out = None if args.command == "check" else getattr(args, "out", None) or _beside(run_set, args.runs)
     print(verdict_text(results), end="")
     if args.command == "score":
-        write_json(run_set.root / "verdicts.json", verdicts_json(results, run_set))
-        write_text(run_set.root / "VERDICTS.md", verdict_markdown(results, run_set))
-        print(f"wrote {run_set.root / 'verdicts.json'} and VERDICTS.md")
+        write_json(out / "verdicts.json", verdicts_json(results, run_set))
+        write_text(out / "VERDICTS.md", verdict_markdown(results, run_set))
+        print(f"wrote {out / 'verdicts.json'} and VERDICTS.md")
         return 0
     if args.command == "report":
-        out = args.out or run_set.root
         out.mkdir(parents=True, exist_ok=True)
         for path in figures(results, run_set, out):
             print(f"wrote {path}")
