@@ -1,0 +1,176 @@
+"""``LotteryTicket``: the pruning/rewinding Lightning callback for any LightningModule.
+
+It keeps chosen parameters of the module under binary masks, captures the rewind point θ_k (every
+parameter and buffer, and the optimizer state when asked) at optimizer step k, and keeps the
+weights at the best value of a monitored metric (the early-stop point of the lottery-ticket
+papers). It relies on nothing but Lightning's public hooks and the optimizers' step hooks, so it
+works with automatic and manual optimization and under DDP, where every rank computes the same
+masks from the same synchronised weights.
+
+    ticket = LotteryTicket(prune=["net.0.weight", "net.2.weight"], rewind_step=500, monitor="val_loss")
+    trainer = L.Trainer(max_steps=5000, callbacks=[ticket])
+    trainer.fit(module, datamodule)
+    ticket.rewind_state, ticket.best_step, ticket.best_state    # θ_500, the early stop and its weights
+
+A level of iterative magnitude pruning is one such fit: prune the final weights (see
+:mod:`ticketbench.pruning.select`), load ``rewind_state`` into a fresh module, and fit again with
+``masks=`` the new masks and ``start_step=k``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from copy import deepcopy
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from ticketbench.config import ConfigError
+
+Masks = dict[str, torch.Tensor]
+State = dict[str, torch.Tensor]
+
+
+def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else deepcopy(v)
+            for k, v in state.items()}
+
+
+class LotteryTicket(L.Callback):
+    """Masks, rewind point and early-stop weights for one fit of a LightningModule.
+
+    Args:
+        prune: the parameters to prune, by name relative to the module (``module.named_parameters()``),
+            or a predicate ``(name, parameter) -> bool``.
+        masks: the masks to train under (bool tensors by name, True = kept); all-True when omitted.
+        rewind_step: capture θ_k after this many optimizer steps of the fit (0: at its start);
+            None: no capture.
+        rewind_optimizer: capture the optimizer state at step k too.
+        start_step: the absolute step this fit starts from (a rewound level starts at k); the step
+            count and the capture are absolute.
+        monitor, mode: the metric in ``trainer.callback_metrics`` whose best value (``min`` or
+            ``max``) marks the early-stop point; None: no early-stop point.
+    """
+
+    def __init__(self, prune: Iterable[str] | Callable[[str, nn.Parameter], bool], *,
+                 masks: Masks | None = None, rewind_step: int | None = None, rewind_optimizer: bool = False,
+                 start_step: int = 0, monitor: str | None = None, mode: str = "min") -> None:
+        if mode not in ("min", "max"):
+            raise ConfigError(f"LotteryTicket: mode must be 'min' or 'max', got {mode!r}")
+        if rewind_step is not None and rewind_step < start_step:
+            raise ConfigError(f"LotteryTicket: rewind_step {rewind_step} lies before start_step {start_step}")
+        self.prune = prune if callable(prune) else list(prune)
+        self.masks: Masks = dict(masks or {})
+        self.rewind_step, self.rewind_optimizer, self.start_step = rewind_step, rewind_optimizer, start_step
+        self.monitor, self.mode = monitor, mode
+        self.step = start_step
+        self.rewind_state: State | None = None
+        self.rewind_optimizer_state: list[dict] | None = None
+        self.best_step: int | None = None
+        self.best_value = math.inf if mode == "min" else -math.inf
+        self.best_state: State | None = None
+        self._params: list[torch.Tensor] = []
+        self._factors: list[torch.Tensor] = []
+        self._handles: list[RemovableHandle] = []
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def names(self, module: nn.Module) -> list[str]:
+        """The pruned parameters' names, checked against ``module``."""
+        params = dict(module.named_parameters())
+        if callable(self.prune):
+            chosen = [n for n, p in params.items() if self.prune(n, p)]
+            if not chosen:
+                raise ConfigError("LotteryTicket: the prune predicate selects no parameter of the module")
+            return chosen
+        for name in self.prune:
+            if name not in params:
+                buffers = dict(module.named_buffers())
+                what = "a buffer, not a parameter" if name in buffers else "not a parameter of the module"
+                raise ConfigError(f"LotteryTicket: {name!r} is {what}; parameters: {', '.join(params)}")
+        return list(self.prune)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        names = self.names(pl_module)
+        for name in names:
+            shape = pl_module.get_parameter(name).shape
+            mask = self.masks.setdefault(name, torch.ones(shape, dtype=torch.bool))
+            if mask.shape != shape or mask.dtype != torch.bool:
+                raise ConfigError(f"LotteryTicket: the mask of {name} is {mask.dtype} {tuple(mask.shape)}, the "
+                                  f"parameter {tuple(shape)}; masks are bool tensors of the parameter's shape")
+        extra = sorted(set(self.masks) - set(names))
+        if extra:
+            raise ConfigError(f"LotteryTicket: masks given for {extra}, which are not pruned")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._module, self._trainer = pl_module, trainer
+        last = self.start_step + trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        if self.rewind_step is not None and last is not None and self.rewind_step > last:
+            raise ConfigError(f"LotteryTicket: rewind_step {self.rewind_step} lies beyond the last step of this fit "
+                              f"({last} = start_step {self.start_step} + max_steps {trainer.max_steps})")
+        self._params = [pl_module.get_parameter(n) for n in self.masks]
+        self._factors = [m.to(device=p.device, dtype=p.dtype) for m, p in zip(self.masks.values(), self._params,
+                                                                             strict=True)]
+        self._enforce()
+        self._handles = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers]
+        if self.rewind_step == self.step and self.rewind_state is None:
+            self._capture(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if self.rewind_step is not None and self.rewind_state is None:
+            raise ConfigError(f"LotteryTicket: the fit ended at step {self.step}, before rewind_step "
+                              f"{self.rewind_step}; train longer or rewind earlier")
+
+    # -- every optimizer step ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _enforce(self) -> None:
+        if self._params:
+            torch._foreach_mul_(self._params, self._factors)
+
+    def _after_step(self, *_: object) -> None:
+        self._enforce()
+        self.step += 1
+        if self.step == self.rewind_step and self.rewind_state is None:
+            self._capture(self._trainer, self._module)
+
+    def _capture(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.rewind_state = _cpu_copy(pl_module.state_dict())
+        if self.rewind_optimizer:
+            self.rewind_optimizer_state = [deepcopy(opt.state_dict()) for opt in trainer.optimizers]
+
+    # -- the early-stop point ------------------------------------------------------------------
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.monitor is None or trainer.sanity_checking:
+            return
+        if self.monitor not in trainer.callback_metrics:
+            logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
+            raise ConfigError(f"LotteryTicket: monitor {self.monitor!r} is not logged by the module (logged: "
+                              f"{logged}); log it with self.log in validation, or choose another monitor")
+        value = float(trainer.callback_metrics[self.monitor])
+        better = value < self.best_value if self.mode == "min" else value > self.best_value
+        if math.isfinite(value) and better:
+            self.best_step, self.best_value = self.step, value
+            self.best_state = _cpu_copy(pl_module.state_dict())
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"masks": _cpu_copy(self.masks), "step": self.step, "rewind_state": self.rewind_state,
+                "rewind_optimizer_state": self.rewind_optimizer_state, "best_step": self.best_step,
+                "best_value": self.best_value, "best_state": self.best_state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.masks = dict(state_dict["masks"])
+        self.step, self.rewind_state = state_dict["step"], state_dict["rewind_state"]
+        self.rewind_optimizer_state = state_dict["rewind_optimizer_state"]
+        self.best_step, self.best_value = state_dict["best_step"], state_dict["best_value"]
+        self.best_state = state_dict["best_state"]
