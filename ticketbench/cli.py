@@ -201,9 +201,9 @@ def _compare(args: argparse.Namespace) -> None:
 
 def _beside(run_set: RunSet, named: list[Path]) -> Path:
     """Where results about the runs go by default: the directory holding them all, when it is one
-    the user named or the parent of one (never a directory above what was named)."""
+    the user named or the parent of a run directory named (never a directory above what was named)."""
     root = run_set.root
-    if any(root in (p.resolve(), p.resolve().parent) for p in named):
+    if any(root == p.resolve() or ((p / "meta.json").is_file() and root == p.resolve().parent) for p in named):
         return root
     raise RunError(f"the runs named lie in different directories, whose common parent is {root}; name one "
                    "directory that holds them all (or give --out where the command has it)")
