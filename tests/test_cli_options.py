@@ -81,7 +81,8 @@ def test_wandb_online_without_a_key_exits_2(tmp_path: Path) -> None:
     netrc.write_text("")
     result = ticketbench("run", "--wandb", "online", "--out", str(tmp_path / "runs"),
                          env={"NETRC": str(netrc), "WANDB_API_KEY": ""})
-    assert _error(result).startswith("ticketbench: error: --wandb online needs a W&B API key")
+    assert _error(result).startswith(
+        "ticketbench: error: W&B online (--wandb online or WANDB_MODE) needs a W&B API key")
     assert not (tmp_path / "runs").exists()
 
 
