@@ -343,13 +343,15 @@ def _plan(args: argparse.Namespace) -> tuple[TaskConfig, list]:
 def _train(args: argparse.Namespace) -> None:
     from ticketbench.seeding import use_deterministic_kernels  # heavy imports only when training
     from ticketbench.training.imp import run_arms
-    from ticketbench.wandb_mode import WandbOptions, resolve_mode
+    from ticketbench.wandb_mode import WandbOptions, check_reachable, resolve_mode
 
     task, arms = _plan(args)
     if args.deterministic:
         use_deterministic_kernels()
     wandb = WandbOptions(resolve_mode(args.wandb), args.wandb_project, args.wandb_entity, args.wandb_group,
                          tuple(args.wandb_tag))
+    if wandb.mode == "online":
+        check_reachable()
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     for run in run_arms(task, arms, args.data_dir, progress, wandb=wandb):
         print(f"run directory: {run.path}")

@@ -54,14 +54,13 @@ def resolve_mode(requested: str | None) -> str:
     if requested == "online" and not api_key_configured():
         raise RunError("W&B online (--wandb online or WANDB_MODE) needs a W&B API key (run `wandb login` or set "
                        "WANDB_API_KEY); --wandb offline logs locally for a later `wandb sync`")
-    if requested == "online":
-        _check_reachable(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
     return requested
 
 
-def _check_reachable(url: str, seconds: float = 10.0) -> None:
-    """Refuse at once, before anything is written, when the W&B server cannot be reached (W&B
-    itself would wait minutes and then fail inside the run)."""
+def check_reachable(seconds: float = 10.0) -> None:
+    """For an online run: refuse at once, before anything is written, when the W&B server cannot
+    be reached (W&B itself would wait minutes and then fail inside the run)."""
+    url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
     parsed = urlparse(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
