@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,14 @@ TASK_CASES = {
     "every tensor excluded": (["--set", "pruning.exclude=['*']"], "excludes every prunable tensor of mlp1d"),
     "a dict where a number goes": (["--set", "max_steps={a: 1}"], "max_steps: expected int, got {'a': 1}"),
     "a sub-key of a number": (["--set", "max_steps.x=1"], "'max_steps' has no sub-key 'x'"),
+    "a task name that is a path": (["--set", "name=../../x"], "name='../../x' cannot name a directory of results"),
+    # settings the task would ignore, while they change the run directories' fingerprint
+    "standardising float features": (["--set", "normalize=meanstd"], "normalize=meanstd would have no effect"),
+    "augmenting MNIST-1D": (["--set", "augment=crop-flip"], "augment=crop-flip would have no effect: crops and "
+                                                            "flips apply to image datasets (mnist, cifar10)"),
+    "a stratified split of no hold-out": (["--set", "split=stratified"], "split=stratified would have no effect"),
+    "momentum for Adam": (["--set", "optimizer.momentum=0.9"], "adam ignores momentum"),
+    "gamma without milestones": (["--set", "optimizer.gamma=0.5"], "optimizer.gamma=0.5 would have no effect"),
 }
 
 
@@ -78,9 +87,21 @@ def test_a_task_that_cannot_run_is_refused_before_anything_is_written(case: str,
                               "(see: ticketbench run --help)"),
     (["check", ".", "--tolerance", "nan"], "ticketbench check: error: argument --tolerance: must be a finite number "
                                            "of pp >= 0, got 'nan' (see: ticketbench check --help)"),
+    (RUN + ["--seed", "-1"], "ticketbench run: error: argument --seed: expected a seed from 0 to 4294967295, got "
+                             "'-1' (see: ticketbench run --help)"),
+    (RUN + ["--seed", "\u0663"], "ticketbench run: error: argument --seed: expected a seed from 0 to 4294967295, "
+                                 "got '\u0663' (see: ticketbench run --help)"),
+    (RUN + ["--levels", "\u0663"], "ticketbench run: error: argument --levels: expected a whole number >= 1, got "
+                                   "'\u0663' (see: ticketbench run --help)"),
+    (RUN + ["--out", "pyproject.toml"], "ticketbench run: error: argument --out: pyproject.toml is a file; expected a "
+                                        "directory (see: ticketbench run --help)"),
+    (["score", "README.md"], "ticketbench score: error: argument runs: README.md is a file; expected a directory "
+                             "(see: ticketbench score --help)"),
+    (["report", ".", "--out", "README.md"], "ticketbench report: error: argument --out: README.md is a file; "
+                                            "expected a directory (see: ticketbench report --help)"),
 ])
 def test_a_usage_error_is_one_line_with_a_pointer_to_the_help(args: list[str], message: str) -> None:
-    result = ticketbench(*args)
+    result = ticketbench(*args, cwd=Path(__file__).parents[1])
     assert result.returncode == 2 and result.stderr == message + "\n"
 
 
@@ -96,6 +117,30 @@ def test_a_broken_task_or_config_file_is_one_line(content: bytes, message: str, 
     assert message in _refused("run", str(path), *SHORT, "--out", str(earlier), untouched=earlier)
     if "mapping" not in message:
         assert message in _refused(*RUN, "--config", str(path), "--out", str(earlier), untouched=earlier)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seeds", "0-99999999"], "--seeds '0-99999999': more than 10000 seeds in one sweep"),
+    (["--seeds", "\u0663"], "--seeds: '\u0663' is not a seed or a range"),
+    (["--method", ""], "--method '' names no method; `ticketbench methods` lists them"),
+    (["--method", " , "], "--method ' , ' names no method"),
+    (["--wandb-tag", ""], "--wandb-tag '': W&B takes tags of 1-64 printable characters"),
+    (["--wandb-tag", "t" * 65], "W&B takes tags of 1-64 printable characters"),
+    (["--wandb-project", "lab/tickets"], "--wandb-project 'lab/tickets': W&B takes 1-128 printable characters "
+                                         "without any of /"),
+    (["--wandb-group", "g" * 129], "--wandb-group"),
+])
+def test_a_sweep_or_run_that_cannot_work_is_refused_before_it_starts(args: list[str], message: str,
+                                                                     earlier: Path) -> None:
+    grid = ["sweep", "mnist1d-mlp", "--levels", "3", *SHORT[:4], "--out", str(earlier)]
+    assert message in _refused(*grid, *args, untouched=earlier)
+    if args[0] not in ("--seeds", "--method"):
+        assert message in _refused(*RUN, "--levels", "3", *args, "--out", str(earlier), untouched=earlier)
+
+
+def test_a_density_that_keeps_no_weight_is_refused(earlier: Path) -> None:
+    error = _refused(*RUN, "--method", "snip", "--densities", "50,1e-9", "--out", str(earlier), untouched=earlier)
+    assert "--densities 1e-09% keeps no weight of" in error and "% keeps one" in error
 
 
 # -- dataset files ---------------------------------------------------------------------------------
@@ -241,6 +286,21 @@ def test_check_refuses_a_baseline_of_another_task_and_a_tolerance_that_is_not_a_
         assert result.stderr.count("\n") == 1
 
 
+def test_check_baseline_compares_the_final_accuracy_of_a_task_without_early_stopping(earlier: Path,
+                                                                                      copied: Path) -> None:
+    """MNIST-1D has no validation split, so records hold no accuracy at early stop: the regression
+    gate must read the final test accuracy (it compared null with null and passed before)."""
+    line = "check: imp level 1: test accuracy"
+    assert line not in ticketbench("check", str(copied), "--baseline", str(earlier)).stderr
+    for seed in (0, 1):
+        record = _level(_run(copied, seed=seed), 1)
+        data = json.loads(record.read_text())
+        assert data["test_acc_at_early_stop"] is None
+        record.write_text(json.dumps(data | {"test_acc_final": data["test_acc_final"] - 0.01}))
+    result = ticketbench("check", str(copied), "--baseline", str(earlier), "--tolerance", "0.5")
+    assert result.returncode == 1 and line in result.stderr and "- 0.5 pp" in result.stderr
+
+
 def test_table_gives_each_run_its_own_column_and_refuses_what_it_cannot_combine(earlier: Path, copied: Path,
                                                                                tmp_path: Path) -> None:
     seed0, seed1 = _run(earlier), _run(earlier, seed=1)
@@ -356,6 +416,44 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
                           text=True, timeout=300)
     os.close(write)
     assert proc.returncode == 141 and proc.stderr == ""
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_while_the_command_starts_is_one_line(delay: float, sig: int) -> None:
+    """Ctrl-C (or a scheduler's SIGTERM) while the modules still load: one line, 128 + signal,
+    never a traceback, whichever module is loading at that moment."""
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "ticketbench", "methods"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=300)
+    if proc.returncode == 0:
+        pytest.skip(f"the command finished within {delay} s, before the signal")
+    assert proc.returncode == 128 + sig, stderr
+    assert "Traceback" not in stderr and stderr.count("\n") == 1
+    assert stderr.startswith(f"ticketbench: stopped by {signal.Signals(sig).name}")
+
+
+def test_files_are_written_with_the_users_umask(tmp_path: Path) -> None:
+    """Results are shared files: the atomic writes must not leave them private (0600)."""
+    import os
+
+    from ticketbench.atomic import write_text
+
+    previous = os.umask(0o022)
+    try:
+        write_text(tmp_path / "shared.txt", "x")
+        os.umask(0o077)
+        write_text(tmp_path / "private.txt", "x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
 
 
 def test_results_about_runs_are_never_written_above_the_directories_named(earlier: Path, tmp_path: Path) -> None:

@@ -34,6 +34,19 @@ def test_show_prints_the_resolved_config_with_overrides_applied(tmp_path: Path) 
     assert f"# fingerprint {shown.fingerprint()}" in result.stdout
 
 
+def test_set_of_a_sub_configuration_merges_like_a_config_file(tmp_path: Path) -> None:
+    """``--set 'optimizer={lr: 0.05}'`` changes the learning rate and keeps SGD, momentum and the
+    schedule of the task, as ``optimizer: {lr: 0.05}`` in a --config file does."""
+    config = tmp_path / "lr.yaml"
+    config.write_text("optimizer: {lr: 0.05}\n")
+    shown = [ticketbench("show", "resnet20-cifar10", *args) for args in
+             (["--set", "optimizer={lr: 0.05}"], ["--config", str(config)], ["--set", "optimizer.lr=0.05"])]
+    assert all(r.returncode == 0 for r in shown), [r.stderr for r in shown]
+    assert shown[0].stdout == shown[1].stdout == shown[2].stdout
+    optimizer = yaml.safe_load(shown[0].stdout)["optimizer"]
+    assert optimizer | {"lr": 0.1} == yaml.safe_load(ticketbench("show", "resnet20-cifar10").stdout)["optimizer"]
+
+
 def test_set_changes_the_run_directory_name(tmp_path: Path, fake_data_dir: Path) -> None:
     for lr in ("1e-3", "2e-3"):
         result = ticketbench("run", "lenet300-mnist", *TINY, "--set", f"optimizer.lr={lr}", "--levels", "1",
@@ -52,6 +65,7 @@ def test_set_changes_the_run_directory_name(tmp_path: Path, fake_data_dir: Path)
     (["--set", "levels"], "--set 'levels': expected KEY=VALUE, e.g. optimizer.lr=1e-3"),
     (["--set", "batch_size.x=1"], "--set batch_size.x: 'batch_size' has no sub-key 'x'"),
     (["--config", "missing.yaml"], "--config missing.yaml: no such file"),
+    (["--config", "."], "--config .: is a directory; expected a YAML file"),
 ])
 def test_bad_overrides_exit_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
     for command in ("run", "show"):

@@ -17,7 +17,7 @@ from conftest import sweep_masks, sweep_records, wait_for
 from test_cli import ticketbench
 
 from ticketbench.config import ConfigError
-from ticketbench.sweep.jobs import parse_seeds
+from ticketbench.seeds import parse_seeds
 from ticketbench.sweep.slurm import SlurmOptions, parse_time
 
 
@@ -39,7 +39,7 @@ def test_bad_seeds_are_refused(text: str) -> None:
     (["--method", "snip", "--arms", "reinit"], "--arms and --method exclude each other"),
     (["--executor", "slurm", "--time", "soon"], "--time: 'soon' is not a time limit"),
     (["--executor", "slurm", "--sbatch", "account"], "--sbatch 'account': expected KEY=VALUE"),
-    (["--executor", "slurm", "--slurm-config", "{missing}"], "--slurm-config {missing}: cannot read it"),
+    (["--executor", "slurm", "--slurm-config", "{missing}"], "--slurm-config {missing}: no such file"),
     (["--arms", "reinit"], "needs the winning-ticket mask"),
     (["--method", "nonesuch"], "unknown method 'nonesuch'"),
     (["resnet20-cifar10", "--arms", "none,random-prune"], "which resnet20 (BatchNorm or dropout) does not allow"),

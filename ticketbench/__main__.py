@@ -1,7 +1,24 @@
-"""``python -m ticketbench``: the ``ticketbench`` command (how the sweep starts its jobs)."""
+"""The ``ticketbench`` command's entry point: the installed script, ``python -m ticketbench``, and
+the jobs a sweep starts. A stop signal is taken from the first instruction, so that Ctrl-C or a
+scheduler's SIGTERM while the modules still load ends in one line, not a traceback."""
+
+from __future__ import annotations
 
 import sys
 
-from ticketbench.cli import main
+from ticketbench.interrupt import Interrupted, stop_on_signals
 
-sys.exit(main())
+
+def console() -> int:
+    try:
+        with stop_on_signals():
+            from ticketbench.cli import main
+
+            return main()
+    except Interrupted as stop:
+        print(f"ticketbench: stopped by {stop.name} while starting; nothing was written", file=sys.stderr)
+        return stop.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(console())

@@ -26,21 +26,33 @@ from ticketbench.config import (
 from ticketbench.data import DataError
 from ticketbench.interrupt import Interrupted, stop_on_signals
 from ticketbench.runs import CONTROLS, RunError
+from ticketbench.seeds import DIGITS, MAX_SEED
 from ticketbench.task_check import check_task
-from ticketbench.wandb_mode import MODES
+from ticketbench.wandb_mode import MODES, WandbOptions
 
 if typing.TYPE_CHECKING:
     from ticketbench.scoring import RunSet
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
+    value = int(text) if DIGITS.fullmatch(text) else 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return value
+
+
+def _seed(text: str) -> int:
+    if not DIGITS.fullmatch(text) or int(text) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {MAX_SEED}, got {text!r}")
+    return int(text)
+
+
+def _directory(text: str) -> Path:
+    """A directory argument: refused at once when a file of that name is in the way."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; expected a directory")
+    return path
 
 
 class Parser(argparse.ArgumentParser):
@@ -86,8 +98,8 @@ def _training_options() -> argparse.ArgumentParser:
     options.add_argument("--deterministic", action="store_true",
                          help="deterministic kernels only, so that a GPU run repeats bit for bit (slower on a GPU; "
                               "CPU runs repeat without it); recorded in every level record")
-    options.add_argument("--out", type=Path, default=Path("runs"), help="root of the run directories")
-    options.add_argument("--data-dir",
+    options.add_argument("--out", type=_directory, default=Path("runs"), help="root of the run directories")
+    options.add_argument("--data-dir", type=_directory,
                          help="directory holding <dataset>.npz (default: $TICKETBENCH_DATA, then the cache)")
     options.add_argument("--wandb", choices=MODES,
                          help="W&B logging (default: $WANDB_MODE if set, else online with an API key, else offline)")
@@ -138,7 +150,7 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[overrides, training],
                          help="train the levels of one arm of a task (resumes a finished prefix)")
     run.add_argument("task", nargs="?", default="mnist1d-mlp", help=task_help)
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
     run.add_argument("--control", default="none", metavar="ARM[,ARM...]",
                      help=f"{' | '.join(CONTROLS)}: none = winning tickets; reinit / random-prune = controls on its "
                           "masks; several (comma-separated) train together, e.g. none,reinit,random-prune")
@@ -155,29 +167,30 @@ def parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", parents=[overrides], help="the fully resolved configuration of a task")
     show.add_argument("task", nargs="?", default="mnist1d-mlp", help=task_help)
     runs = sub.add_parser("runs", help="run directories: task, arm, seed, levels done, status, W&B")
-    runs.add_argument("root", nargs="?", type=Path, default=Path("runs"), help="where to look (default: runs)")
+    runs.add_argument("root", nargs="?", type=_directory, default=Path("runs"), help="where to look (default: runs)")
     table = sub.add_parser("table", help="Markdown table of the per-level records of run directories")
-    table.add_argument("runs", nargs="+", type=Path, help="run directories (e.g. the imp and reinit arms)")
+    table.add_argument("runs", nargs="+", type=_directory, help="run directories (e.g. the imp and reinit arms)")
     runs_help = "run directories, or directories holding them (seeds and arms of one task)"
     score = sub.add_parser("score", help="verdicts of the paper's claims; writes verdicts.json and VERDICTS.md")
-    score.add_argument("runs", nargs="+", type=Path, help=runs_help)
+    score.add_argument("runs", nargs="+", type=_directory, help=runs_help)
     score.add_argument("--references", help="a references YAML file (default: the task's own)")
     check = sub.add_parser("check", help="exit 1 when a gating claim FAILs or accuracy regressed (for CI)")
-    check.add_argument("runs", nargs="+", type=Path, help=runs_help)
+    check.add_argument("runs", nargs="+", type=_directory, help=runs_help)
     check.add_argument("--references", help="a references YAML file (default: the task's own)")
-    check.add_argument("--baseline", type=Path, help="stored runs of the same task to compare level by level")
+    check.add_argument("--baseline", type=_directory, help="stored runs of the same task to compare level by level")
     check.add_argument("--tolerance", type=_tolerance, default=0.5,
                        help="allowed drop of mean test accuracy below the baseline, in pp (default 0.5)")
     check.add_argument("--allow-fail", default="", metavar="ID,...",
                        help="claims whose FAIL (or NOT RUN) is a documented finding: reported, but not failing "
                             "the check")
     report = sub.add_parser("report", help="figures: accuracy and early-stop step against %% weights remaining")
-    report.add_argument("runs", nargs="+", type=Path, help=runs_help)
+    report.add_argument("runs", nargs="+", type=_directory, help=runs_help)
     report.add_argument("--references", help="a references YAML file (default: the task's own)")
-    report.add_argument("--out", type=Path, help="where to write the figures (default: beside the runs)")
+    report.add_argument("--out", type=_directory, help="where to write the figures (default: beside the runs)")
     compare = sub.add_parser("compare", help="every method against IMP: one table and one figure")
-    compare.add_argument("runs", nargs="+", type=Path, help=runs_help)
-    compare.add_argument("--out", type=Path, help="where to write COMPARE.md, compare.png/svg (default: by the runs)")
+    compare.add_argument("runs", nargs="+", type=_directory, help=runs_help)
+    compare.add_argument("--out", type=_directory,
+                         help="where to write COMPARE.md, compare.png/svg (default: by the runs)")
     return top
 
 
@@ -343,18 +356,22 @@ def _plan(args: argparse.Namespace) -> tuple[TaskConfig, list]:
 def _train(args: argparse.Namespace) -> None:
     from ticketbench.seeding import use_deterministic_kernels  # heavy imports only when training
     from ticketbench.training.imp import run_arms
-    from ticketbench.wandb_mode import WandbOptions, check_reachable, resolve_mode
+    from ticketbench.wandb_mode import check_reachable, resolve_mode
 
     task, arms = _plan(args)
     if args.deterministic:
         use_deterministic_kernels()
-    wandb = WandbOptions(resolve_mode(args.wandb), args.wandb_project, args.wandb_entity, args.wandb_group,
-                         tuple(args.wandb_tag))
+    wandb = _wandb_options(args, resolve_mode(args.wandb))
     if wandb.mode == "online":
         check_reachable()
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     for run in run_arms(task, arms, args.data_dir, progress, wandb=wandb):
         print(f"run directory: {run.path}")
+
+
+def _wandb_options(args: argparse.Namespace, mode: str | None = None) -> WandbOptions:
+    """The W&B options of ``run`` and ``sweep``, checked against W&B's limits."""
+    return WandbOptions(mode, args.wandb_project, args.wandb_entity, args.wandb_group, tuple(args.wandb_tag))
 
 
 def _passed_on(args: argparse.Namespace) -> list[str]:
@@ -402,10 +419,14 @@ def _check_stackable(task: TaskConfig, arms: str) -> None:
 
 def _sweep_jobs(args: argparse.Namespace) -> list:
     """The grid of ``sweep`` as jobs: task x seed x (all arms together | each method)."""
-    from ticketbench.sweep.jobs import Job, parse_seeds
+    from ticketbench.seeds import parse_seeds
+    from ticketbench.sweep.jobs import Job
 
     seeds = parse_seeds(args.seeds)
+    _wandb_options(args)
     methods = list(dict.fromkeys(m.strip() for m in (args.method or "").split(",") if m.strip()))
+    if args.method is not None and not methods:
+        raise ConfigError(f"--method {args.method!r} names no method; `ticketbench methods` lists them")
     if methods and args.arms != "none":
         raise ConfigError("--arms and --method exclude each other: a sweep trains IMP arms or pruning methods")
     controls = _controls(args.arms)
@@ -481,13 +502,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = None
     try:
         with stop_on_signals():
+            args = parser().parse_args(argv)
             return _dispatch(args)
     except Interrupted as stop:
-        what = "every finished level is kept: run the same command to resume" if args.command in ("run", "sweep") \
-            else "nothing was left half-written"
+        what = "every finished level is kept: run the same command to resume" if args and args.command in (
+            "run", "sweep") else "nothing was left half-written"
         print(f"ticketbench: stopped by {stop.name}; {what}", file=sys.stderr)
         return stop.exit_code
     except (ConfigError, DataError, RunError) as err:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ticketbench.atomic import save_figure
-from ticketbench.scoring import RunSet, Unmeasurable, nearest_level
+from ticketbench.scoring import RunSet, Unmeasurable, accuracy_pct, nearest_level
 from ticketbench.stats import Interval
 
 REFERENCE = "imp"
@@ -29,13 +29,6 @@ class Point:
     delta: Interval | None
 
 
-def _accuracy(record: dict) -> float | None:
-    value = record.get("test_acc_at_early_stop")
-    if value is None or record.get("early_stop_step") is None:
-        value = record.get("test_acc_final")
-    return None if value is None or record.get("diverged") else 100.0 * value
-
-
 def points(run_set: RunSet) -> list[Point]:
     """Every level of every arm with its difference to IMP where IMP has a level near its P_m."""
     arms = sorted({arm for per_seed in run_set.seeds.values() for arm in per_seed})
@@ -44,7 +37,7 @@ def points(run_set: RunSet) -> list[Point]:
         levels = sorted({lvl for per_seed in run_set.seeds.values() for lvl in per_seed.get(arm, {})})
         for level in levels:
             records = [s[arm][level] for s in run_set.seeds.values() if level in s.get(arm, {})]
-            values = [v for v in map(_accuracy, records) if v is not None]
+            values = [v for v in map(accuracy_pct, records) if v is not None]
             if not values:
                 continue
             p_m = sum(r["weights_remaining_percent"] for r in records) / len(records)
@@ -57,7 +50,7 @@ def points(run_set: RunSet) -> list[Point]:
                         imp = nearest_level(per_seed[REFERENCE], p_m)
                     except Unmeasurable:
                         continue
-                    ours, theirs = _accuracy(per_seed[arm][level]), _accuracy(imp)
+                    ours, theirs = accuracy_pct(per_seed[arm][level]), accuracy_pct(imp)
                     if ours is not None and theirs is not None:
                         deltas.append(ours - theirs)
                         imp_p_m = imp["weights_remaining_percent"]

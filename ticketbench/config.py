@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -171,6 +172,10 @@ def read_text(path: Path, what: str) -> str:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(f"{what} {path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path}: is a directory; expected a YAML file") from None
     except OSError as err:
         raise ConfigError(f"{what} {path}: cannot be read ({err.strerror})") from None
 
@@ -190,8 +195,6 @@ def read_yaml_source(package: str, name_or_path: str, what: str) -> tuple[str, s
     """Text and display name of a YAML file given by path, or shipped in ``package`` under that name."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise ConfigError(f"{what} {path}: no such file")
         return read_text(path, what), str(path)
     names = packaged_names(package)
     if name_or_path not in names:
@@ -215,8 +218,14 @@ def load_task(name_or_path: str) -> TaskConfig:
     return task
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 def validate(task: TaskConfig, where: str = "config") -> None:
     """Range checks that types alone cannot express."""
+    if not NAME.fullmatch(task.name):
+        raise ConfigError(f"{where}: name={task.name!r} cannot name a directory of results; use up to 64 letters, "
+                          "digits, '.', '_' or '-', starting with a letter or digit")
     positive = {"batch_size": task.batch_size, "max_steps": task.max_steps,
                 "eval_every": task.eval_every, "levels": task.levels}
     for key, value in positive.items():
@@ -303,7 +312,10 @@ def _assign(cls: type, data: dict[str, Any], keys: list[str], value: Any, where:
     if key not in fields:
         raise ConfigError(f"{where}: unknown key {key!r}; valid keys here: {', '.join(fields)}")
     kind = typing.get_type_hints(cls)[key]
-    if not rest:
+    if not rest and dataclasses.is_dataclass(kind) and isinstance(value, dict):
+        for sub, sub_value in value.items():  # merged key by key, as a --config file is
+            _assign(kind, data[key], [str(sub)], sub_value, where)
+    elif not rest:
         data[key] = _plain(_coerce(kind, value, where))
         _check_choice(cls, key, data[key], where)
     elif dataclasses.is_dataclass(kind):
@@ -328,8 +340,6 @@ def apply_overrides(task: TaskConfig, assignments: list[tuple[str, Any]], source
 
 def read_overrides(path: Path) -> list[tuple[str, Any]]:
     """The assignments of an override file: a YAML mapping with any subset of a task's keys."""
-    if not path.is_file():
-        raise ConfigError(f"--config {path}: no such file")
     data = parse_yaml(read_text(path, "--config"), f"--config {path}")
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a mapping of task keys, e.g. 'max_steps: 1000'")

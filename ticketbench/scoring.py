@@ -214,9 +214,19 @@ def score(references: References, run_set: RunSet) -> list[ClaimResult]:
     return [score_claim(c, run_set) for c in references.claims]
 
 
+def accuracy_pct(record: dict) -> float | None:
+    """A level's test accuracy in %: at the early-stop step, or at the end of training on a task
+    without a validation split (no early stop); None for a diverged level."""
+    value = record.get("test_acc_at_early_stop")
+    if value is None or record.get("early_stop_step") is None:
+        value = record.get("test_acc_final")
+    return None if value is None or record.get("diverged") else 100.0 * value
+
+
 def regressions(run_set: RunSet, baseline: RunSet, tolerance_pp: float) -> list[str]:
-    """Levels whose mean test accuracy at early stop fell more than ``tolerance_pp`` below the baseline's;
-    a baseline of another task or configuration, or one sharing no level with the runs, is refused."""
+    """Levels whose mean test accuracy (:func:`accuracy_pct`, a diverged level counting as -inf) fell
+    more than ``tolerance_pp`` below the baseline's; a baseline of another task or configuration,
+    or one sharing no level with the runs, is refused."""
     if (baseline.task, baseline.fingerprint) != (run_set.task, run_set.fingerprint):
         raise RunError(f"--baseline holds {baseline.task} ({baseline.fingerprint}), the runs are {run_set.task} "
                        f"({run_set.fingerprint}); a baseline must be stored runs of the same task and configuration")
@@ -226,8 +236,8 @@ def regressions(run_set: RunSet, baseline: RunSet, tolerance_pp: float) -> list[
         for arms in rs.seeds.values():
             for arm, records in arms.items():
                 for level, rec in records.items():
-                    acc = rec.get("test_acc_at_early_stop")
-                    pooled.setdefault((arm, level), []).append(-math.inf if acc is None else 100 * acc)
+                    acc = accuracy_pct(rec)
+                    pooled.setdefault((arm, level), []).append(-math.inf if acc is None else acc)
         return {k: sum(v) / len(v) for k, v in pooled.items()}
 
     now, then = means(run_set), means(baseline)
@@ -237,7 +247,8 @@ def regressions(run_set: RunSet, baseline: RunSet, tolerance_pp: float) -> list[
     for key in sorted(now.keys() & then.keys()):
         if now[key] < then[key] - tolerance_pp:
             arm, level = key
-            found.append(f"{arm} level {level}: test accuracy {now[key]:.2f}% < baseline {then[key]:.2f}% "
+            shown = "diverged" if now[key] == -math.inf else f"{now[key]:.2f}%"
+            found.append(f"{arm} level {level}: test accuracy {shown} < baseline {then[key]:.2f}% "
                          f"- {tolerance_pp} pp")
     return found
 

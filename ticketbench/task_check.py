@@ -1,7 +1,8 @@
 """The checks of a task that need more than its own fields: the model exists and takes the
 task's dataset, every pruned layer's role has a rate (and every rate a role), the batch and the
-validation hold-out fit the dataset. Run on the task after every override, before anything is
-trained or written."""
+validation hold-out fit the dataset, and no setting is one the task would silently ignore (it
+would still change the run directories' fingerprint). Run on the task after every override,
+before anything is trained or written."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def check_task(task: TaskConfig, where: str) -> None:
         fitting = ", ".join(m for m in MODELS if MODEL_DATASETS[m.removesuffix("-dropout")] == task.dataset)
         raise ConfigError(f"{where}: model {task.model} takes {takes} examples, not {task.dataset}; "
                           f"models for {task.dataset}: {fitting}")
+    _check_effective(task, where)
     train = LAYOUTS[task.dataset].train_size
     if task.val_size >= train:
         raise ConfigError(f"{where}: val_size={task.val_size} leaves no training examples of the {train} of "
@@ -41,3 +43,25 @@ def check_task(task: TaskConfig, where: str) -> None:
         raise ConfigError(f"{where}: pruning.rates {problem}; {task.model} layer-wise needs exactly the roles "
                           f"{', '.join(needed)} (e.g. --set pruning.rates.{needed[0]}=0.2), or pruning.scope=global "
                           "with rates {all: RATE}")
+
+
+def _check_effective(task: TaskConfig, where: str) -> None:
+    """Refuse settings that the task would not use: they would pass for a protocol change."""
+    image_sets = [name for name, layout in LAYOUTS.items() if layout.dtype == "uint8"]
+    images = task.dataset in image_sets
+    opt = task.optimizer
+    ignored = [
+        (not images and task.normalize != "none", "normalize=meanstd",
+         f"{task.dataset} examples are float features, not images; use normalize=none"),
+        (not images and task.augment != "none", f"augment={task.augment}",
+         f"crops and flips apply to image datasets ({', '.join(image_sets)})"),
+        (task.val_size == 0 and task.split != "random", f"split={task.split}",
+         "a split chooses the validation hold-out, and val_size=0 holds none out"),
+        (opt.name == "adam" and opt.momentum != 0, f"optimizer.momentum={opt.momentum}",
+         "adam ignores momentum (it keeps PyTorch's default betas); momentum applies to optimizer.name=sgd"),
+        (not opt.milestones and opt.gamma != 0.1, f"optimizer.gamma={opt.gamma}",
+         "gamma scales the learning rate at optimizer.milestones, and there are none"),
+    ]
+    for unused, setting, why in ignored:
+        if unused:
+            raise ConfigError(f"{where}: {setting} would have no effect: {why}")

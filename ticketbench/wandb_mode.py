@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 from ticketbench.runs import RunError
 
 MODES = ("off", "offline", "online")
+NOT_IN_NAMES = "/\\#?%:"  # characters W&B refuses in project (and entity, group) names
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,18 @@ class WandbOptions:
     entity: str | None = None
     group: str | None = None
     tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """W&B's own limits, checked before anything is trained (W&B would fail inside the run)."""
+        for flag, value, refused in (("--wandb-project", self.project, NOT_IN_NAMES),
+                                     ("--wandb-entity", self.entity, NOT_IN_NAMES), ("--wandb-group", self.group, "")):
+            fits = value is None or (0 < len(value) <= 128 and value.isprintable() and not set(value) & set(refused))
+            if not fits:
+                without = f" without any of {' '.join(refused)}" if refused else ""
+                raise RunError(f"{flag} {value!r}: W&B takes 1-128 printable characters{without}")
+        for tag in self.tags:
+            if not (0 < len(tag) <= 64 and tag.isprintable()):
+                raise RunError(f"--wandb-tag {tag!r}: W&B takes tags of 1-64 printable characters")
 
 
 def api_key_configured() -> bool:

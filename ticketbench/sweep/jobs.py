@@ -27,24 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from ticketbench.atomic import write_json
-from ticketbench.config import ConfigError, TaskConfig
+from ticketbench.config import TaskConfig
 from ticketbench.runs import RunDir
 from ticketbench.training.imp import Arm
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``0-4``, ``0,3,7`` or a mix (``0-2,7``) as a list of distinct seeds in the order given."""
-    seeds: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        lo, sep, hi = part.partition("-")
-        try:
-            first, last = int(lo), int(hi) if sep else int(lo)
-        except ValueError:
-            raise ConfigError(f"--seeds: {part!r} is not a seed or a range; valid: 0-4, 0,3,7 or 0-2,7") from None
-        if first < 0 or last < first:
-            raise ConfigError(f"--seeds: {part!r} is not an increasing range of seeds >= 0")
-        seeds += [s for s in range(first, last + 1) if s not in seeds]
-    return seeds
 
 
 @dataclass

@@ -19,9 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ticketbench.config import ConfigError
+from ticketbench.config import ConfigError, parse_yaml, read_text
 from ticketbench.sweep.jobs import Job, SweepDir, end_job, start_job, thread_env
 
 TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
@@ -58,13 +56,11 @@ class SlurmOptions:
         """The options of ``path`` (YAML) with the command-line ``flags`` that are not None on top."""
         options = cls()
         if path is not None:
-            try:
-                data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-                raise ConfigError(f"--slurm-config {path}: cannot read it ({type(err).__name__})") from None
+            where = f"--slurm-config {path}"
+            data = parse_yaml(read_text(Path(path), "--slurm-config"), where) or {}
             if not isinstance(data, dict):
                 raise ConfigError(f"--slurm-config {path}: expected a mapping of options")
-            options = cls._from(data, f"--slurm-config {path}")
+            options = cls._from(data, where)
         given = {k: v for k, v in flags.items() if v is not None and v != {}}
         if "sbatch" in given:
             given["sbatch"] = {**options.sbatch, **given["sbatch"]}

@@ -72,6 +72,16 @@ def method_task(task: TaskConfig, densities: list[float]) -> TaskConfig:
     return dataclasses.replace(task, levels=len(densities) + 1)
 
 
+def _check_keeps_weights(task: TaskConfig, names: dict[str, str], scope: str, density: float) -> None:
+    """Refuse a density that keeps no weight at all (global), or none of some layer (layer-wise)."""
+    sizes = {n: p.numel() for n, p in build_model(task.model, 0).named_parameters() if n in names}
+    pool = sizes if scope == "layerwise" else {"all prunable tensors": sum(sizes.values())}
+    name, smallest = min(pool.items(), key=lambda item: item[1])
+    if round(density / 100 * smallest) < 1:
+        raise ConfigError(f"--densities {density:g}% keeps no weight of {name} ({smallest} weights) of "
+                          f"{task.model}; at least {100 / smallest:.3g}% keeps one")
+
+
 def run_method(task: TaskConfig, seed: int, name: str, densities: list[float], out: Path = Path("runs"),
                data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
                wandb: WandbOptions | None = None, sanity: str | None = None, iterative: bool = False) -> RunDir:
@@ -101,6 +111,7 @@ def method_arm(task: TaskConfig, seed: int, name: str, densities: list[float], o
         raise RunError(f"{task.name} rewinds to step {task.rewind_step}: the method needs θ_k from "
                        f"{imp.rewind_path}; run the winning tickets (no --method) first")
     names = pruned_tensors(build_model(task.model, seed), task.pruning)
+    _check_keeps_weights(task, names, chosen.scope, min(densities))
 
     def rewind_point() -> torch.nn.Module:
         model = build_model(task.model, seed)
