@@ -11,7 +11,7 @@ from test_cli import ticketbench
 
 from ticketbench.config import ConfigError
 from ticketbench.references import load_references, parse_references, reference_tasks
-from ticketbench.report import claim_row, level_table
+from ticketbench.report import claim_row, level_table, mean_table
 from ticketbench.scoring import Unmeasurable, load_run_set, nearest_level, score
 from ticketbench.stats import FAIL, INCONCLUSIVE, NOT_RUN, PASS, Interval, t_quantile_975, verdict
 from ticketbench.testing import assert_reproduces
@@ -214,3 +214,15 @@ def test_the_level_table_gives_every_seed_its_own_columns(tmp_path: Path) -> Non
     assert cells[2:5] == ["3100", "98.10", "98.10"] and cells[5:8] == ["3700", "97.70", "97.70"]
     assert lines[3].split(" | ")[-3:] == ["4000", "97.00", "97.00 |"]
     assert lines[2].endswith("| — | — | — |")  # reinit has no level 0
+
+
+def test_the_mean_table_gives_every_arm_its_mean_over_seeds_with_an_interval(tmp_path: Path) -> None:
+    runs = [write_run(tmp_path, seed, "imp", [(0, acc, step)]) for seed, acc, step in
+            ((0, 0.980, 3000), (1, 0.970, 3600), (2, 0.975, 3300))]
+    runs.append(write_run(tmp_path, 0, "reinit", [(1, 0.960, 4000)]))
+    lines = mean_table(runs).splitlines()
+    assert lines[0] == ("| level | P_m % | imp seeds | imp early-stop step | imp test acc % | reinit seeds | "
+                        "reinit early-stop step | reinit test acc % |")
+    half = 4.303 * 0.5 / 3**0.5  # t_{0.975, 2} * sd / sqrt(n): values 98.0, 97.0, 97.5 have sd 0.5
+    assert lines[2] == f"| 0 | 100.0 | 3 | 3,300 | 97.50 [{97.5 - half:.2f}, {97.5 + half:.2f}] | — | — | — |"
+    assert lines[3] == f"| 1 | {lenet_p_m(1):.1f} | — | — | — | 1 | 4,000 | 96.00 |"

@@ -170,6 +170,8 @@ def parser() -> argparse.ArgumentParser:
     runs.add_argument("root", nargs="?", type=_directory, default=Path("runs"), help="where to look (default: runs)")
     table = sub.add_parser("table", help="Markdown table of the per-level records of run directories")
     table.add_argument("runs", nargs="+", type=_directory, help="run directories (e.g. the imp and reinit arms)")
+    table.add_argument("--mean", action="store_true",
+                       help="one column group per arm: seeds, mean early-stop step, mean test accuracy [95%% CI]")
     runs_help = "run directories, or directories holding them (seeds and arms of one task)"
     score = sub.add_parser("score", help="verdicts of the paper's claims; writes verdicts.json and VERDICTS.md")
     score.add_argument("runs", nargs="+", type=_directory, help=runs_help)
@@ -493,9 +495,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "sweep":
         return _sweep(args)
     elif args.command == "table":
-        from ticketbench.report import level_table
+        from ticketbench.report import level_table, mean_table
 
-        print(level_table([_run_dir(p) for p in args.runs]), end="")
+        print((mean_table if args.mean else level_table)([_run_dir(p) for p in args.runs]), end="")
     else:
         _train(args)
     return 0

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ticketbench.atomic import save_figure
 from ticketbench.runs import RunDir
-from ticketbench.scoring import ClaimResult, RunSet, one_configuration
+from ticketbench.scoring import ClaimResult, RunSet, accuracy_pct, one_configuration
+from ticketbench.stats import Interval
 
 ARM_STYLE = {"imp": ("winning ticket", "tab:blue"), "reinit": ("random reinit", "tab:orange"),
              "random-prune": ("random pruning", "tab:green")}
@@ -39,6 +40,40 @@ def level_table(run_dirs: list[Path]) -> str:
             row += [show(recs[level]) if level in recs else "—" for _, show in fields]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def mean_table(run_dirs: list[Path]) -> str:
+    """A Markdown table over seeds: one row per level; for each arm the number of seeds, the mean
+    early-stop step, and the mean test accuracy (%) with its 95% t-interval (the accuracy the
+    claims read: at early stop, or final on a task without a validation split)."""
+    runs = [RunDir(Path(p)) for p in run_dirs]
+    metas = [r.meta() for r in runs]
+    one_configuration(runs, metas)
+    by_arm: dict[str, list[dict[int, dict]]] = {}
+    for run, meta in zip(runs, metas, strict=True):
+        by_arm.setdefault(meta["arm"], []).append({rec["level"]: rec for rec in run.records()})
+    records = [rec for seeds in by_arm.values() for recs in seeds for rec in recs.values()]
+    early = any(rec["early_stop_step"] is not None for rec in records)
+    header = ["level", "P_m %"]
+    for arm in by_arm:
+        header += [f"{arm} seeds"] + ([f"{arm} early-stop step"] if early else []) + [f"{arm} test acc %"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for level in sorted({rec["level"] for rec in records}):
+        row = [str(level), f"{next(r for r in records if r['level'] == level)['weights_remaining_percent']:.1f}"]
+        for seeds in by_arm.values():
+            found = [recs[level] for recs in seeds if level in recs]
+            accs = [a for a in map(accuracy_pct, found) if a is not None]
+            steps = [r["early_stop_step"] for r in found if r["early_stop_step"] is not None]
+            row.append(str(len(found)) if found else "—")
+            if early:
+                row.append(f"{sum(steps) / len(steps):,.0f}" if steps else "—")
+            row.append(_interval(Interval.of(accs)) if accs else "—")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _interval(iv: Interval) -> str:
+    return f"{iv.mean:.2f}" if iv.n == 1 else f"{iv.mean:.2f} [{iv.low:.2f}, {iv.high:.2f}]"
 
 
 def _fmt(x: float) -> str:
