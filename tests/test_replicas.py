@@ -23,6 +23,7 @@ import torch
 from test_cli import TINY, ticketbench
 
 from ticketbench.config import OptimizerConfig, TaskConfig, override
+from ticketbench.controls import CONTROLS
 from ticketbench.data import BatchStream, load_arrays, make_split
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.models import build_model
@@ -83,7 +84,7 @@ def test_imp_and_controls_of_two_seeds_train_together_like_separate_runs(tiny_ta
     for seed in (0, 1):
         for control in ("none", "reinit", "random-prune"):
             alone = run_imp(task, seed, control, tmp_path / "alone", str(fake_data_dir), echo=quiet)
-            together = RunDir.for_run(tmp_path / "together", task, seed, control)
+            together = RunDir.for_arm(tmp_path / "together", task, seed, CONTROLS[control].arm)
             for a, b in zip(alone.records(), together.records(), strict=True):
                 assert b["replicas"] == (2 if a["level"] == 0 else 6), "level 0: the two tickets; then all six arms"
                 assert a["early_stop_step"] == b["early_stop_step"]

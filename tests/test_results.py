@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 
 from ticketbench.compare import markdown, points
+from ticketbench.controls import ARMS
 from ticketbench.pruning.masks import layer_remaining_percent, load_masks, remaining_percent
 from ticketbench.report import level_table
-from ticketbench.runs import CONTROLS, RunDir
+from ticketbench.runs import RunDir
 from ticketbench.scoring import load_run_set
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 RUNS = sorted(p.parent for p in RESULTS.glob("*/*/meta.json"))
 TASKS = sorted({p.parent for p in RUNS})
 IN_PROGRESS = sorted(p.parent for p in RESULTS.glob("in-progress/*/*/meta.json"))
-ARMS = set(CONTROLS.values())
 
 
 @pytest.mark.parametrize("path", RUNS + IN_PROGRESS, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -64,7 +64,7 @@ def test_offline_run_logs_curves_levels_tables_figures_and_artifacts(tmp_path: P
                          "--wandb", "offline", "--wandb-tag", "smoke", data=fake_data_dir)
     assert result.returncode == 0, result.stderr
     task = override(load_task("lenet300-mnist"), val_size=100, batch_size=20, max_steps=40, eval_every=10)
-    run = RunDir.for_run(tmp_path, task, 0, "none")
+    run = RunDir.for_arm(tmp_path, task, 0, "imp")
     (segment,) = _segments(run.path)
     assert f"wandb sync {segment}" in result.stdout
     logged = read_offline_run(segment)

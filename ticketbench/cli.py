@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import math
 import os
 import signal
 import sys
 import typing
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -23,9 +25,10 @@ from ticketbench.config import (
     read_overrides,
     task_names,
 )
+from ticketbench.controls import CONTROLS, SANITY
 from ticketbench.data import DataError
 from ticketbench.interrupt import Interrupted, stop_on_signals
-from ticketbench.runs import CONTROLS, RunError
+from ticketbench.runs import RunError
 from ticketbench.seeds import DIGITS, MAX_SEED
 from ticketbench.task_check import check_task
 from ticketbench.wandb_mode import MODES, WandbOptions
@@ -90,7 +93,7 @@ def _training_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--densities", default="51.2,21.0,8.6,3.5,1.4", metavar="P,...",
                          help="with --method: %% of weights remaining, one level each (default: 51.2,21.0,8.6,3.5,1.4)")
-    options.add_argument("--sanity", choices=("shuffle", "reinit"),
+    options.add_argument("--sanity", choices=tuple(SANITY),
                          help="with --method: shuffle kept positions within each layer, or reinitialise kept weights")
     options.add_argument("--iterative", action="store_true",
                          help="with --method: each density starts from the previous level's mask "
@@ -317,8 +320,8 @@ def _show(task: TaskConfig) -> None:
 
 
 def _runs(root: Path) -> None:
+    from ticketbench.listing import run_row
     from ticketbench.report import text_table
-    from ticketbench.runs import run_row
     from ticketbench.scoring import discover
 
     rows = [run_row(r) for r in discover([root])]
@@ -355,12 +358,22 @@ def _plan(args: argparse.Namespace) -> tuple[TaskConfig, list]:
     return method_task(task, densities), arms
 
 
+def _quiet_lightning() -> None:
+    """Lightning's start-up banners and the warnings that do not apply to how a run trains (data on
+    the device, no workers; one process, so no srun; W&B off, so no logger), for the terminal only."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for message in (".*does not have many workers.*", ".*LeafSpec.*is deprecated.*",
+                    ".*but have no logger configured.*", "The `srun` command is available"):
+        warnings.filterwarnings("ignore", message=message)
+
+
 def _train(args: argparse.Namespace) -> None:
     from ticketbench.seeding import use_deterministic_kernels  # heavy imports only when training
     from ticketbench.training.imp import run_arms
     from ticketbench.wandb_mode import check_reachable, resolve_mode
 
     task, arms = _plan(args)
+    _quiet_lightning()
     if args.deterministic:
         use_deterministic_kernels()
     wandb = _wandb_options(args, resolve_mode(args.wandb))

@@ -39,7 +39,6 @@ from ticketbench.config import TaskConfig
 from ticketbench.pruning.masks import Masks, load_masks, mask_problem, save_masks
 from ticketbench.run_schema import LevelRecord, Meta, check
 
-CONTROLS = {"none": "imp", "reinit": "reinit", "random-prune": "random-prune"}
 LOCK_ATTEMPTS = 5
 
 
@@ -99,10 +98,6 @@ class RunDir:
     @classmethod
     def for_arm(cls, out: Path, task: TaskConfig, seed: int, arm: str) -> RunDir:
         return cls(Path(out) / task.name / f"{arm}-seed{seed}-{task.fingerprint()}")
-
-    @classmethod
-    def for_run(cls, out: Path, task: TaskConfig, seed: int, control: str) -> RunDir:
-        return cls.for_arm(out, task, seed, CONTROLS[control])
 
     def level_path(self, level: int) -> Path:
         return self.path / "levels" / f"level_{level:02d}.json"
@@ -301,34 +296,3 @@ def _read_json(path: Path, schema: type, remedy: str) -> dict[str, Any]:
         return check(schema, data, path)
     except ValueError as err:
         raise RunError(f"{err}; the file was edited or damaged: {remedy}") from None
-
-
-def _levels_asked(meta: dict[str, Any]) -> int | None:
-    """How many levels the last command asked this arm to train (controls and at-init methods
-    start at level 1, so they train one fewer); None for runs that predate the field."""
-    planned = meta.get("levels")
-    return None if planned is None else planned - meta.get("first_level", 0 if meta["arm"] == "imp" else 1)
-
-
-def run_status(meta: dict[str, Any], records: list[dict[str, Any]]) -> str:
-    """complete, incomplete (the same command resumes it) or diverged, from a run's meta and records."""
-    diverged = [r["level"] for r in records if r.get("diverged")]
-    if diverged:
-        return f"diverged at level {diverged[0]}"
-    asked = _levels_asked(meta)
-    return "complete" if asked is not None and len(records) >= asked else "incomplete"
-
-
-def run_row(run: RunDir) -> dict[str, str]:
-    """One run directory as display strings for ``ticketbench runs``."""
-    from ticketbench.tracking import offline_runs, unsynced
-
-    meta, records = run.meta(), run.records()
-    asked = _levels_asked(meta)
-    done = f"{len(records)}/{asked}" if asked is not None else str(len(records))
-    last = records[-1] if records else None
-    segments, pending = len(offline_runs(run)), len(unsynced(run))
-    wandb = f"{segments} offline, {pending} to sync" if segments else "-"
-    return {"task": meta["task"], "run": str(run.path), "arm": meta["arm"], "seed": str(meta["seed"]),
-            "levels": done, "P_m now": f"{last['weights_remaining_percent']:.1f}%" if last else "-",
-            "status": run_status(meta, records), "W&B": wandb}

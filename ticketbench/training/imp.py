@@ -28,14 +28,13 @@ from torch import nn
 
 from ticketbench.atomic import remove_partial_writes
 from ticketbench.config import TaskConfig
+from ticketbench.controls import CONTROLS, TICKET, Control
 from ticketbench.data import BatchStream, load_arrays, make_split
 from ticketbench.data.tensors import DeviceSplit, ReplicaData
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import Masks, apply_masks, full_masks, layer_remaining_percent, remaining_percent
 from ticketbench.pruning.schedule import next_masks, pruned_tensors
-from ticketbench.pruning.select import random_masks
-from ticketbench.runs import CONTROLS, RunDir, RunError, finite_or_none
-from ticketbench.seeding import derive_seed, generator
+from ticketbench.runs import RunDir, RunError, finite_or_none
 from ticketbench.tracking import ReplicaLogger, Tracker
 from ticketbench.training.level import LevelResult, default_device, train_level
 from ticketbench.training.progress import Eta
@@ -62,19 +61,16 @@ class Start:
     about: dict = field(default_factory=dict)  # extra fields for the level's record
 
 
-def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: RunDir, imp: RunDir) -> Start:
+def starting_point(task: TaskConfig, seed: int, control: Control, level: int, run: RunDir, imp: RunDir) -> Start:
     """The start of ``level`` of one arm."""
     optimizer_state = None
-    if control == "reinit":
-        model = build_model(task.model, derive_seed(seed, "reinit"))
-    else:
-        model = build_model(task.model, seed)
-        if level > 0:
-            model.load_state_dict(imp.load_rewind(model.state_dict() if task.rewind_step == 0 else None))
-            if task.optimizer.at_rewind == "rewind":
-                optimizer_state = imp.load_rewind_optimizer()
+    model = build_model(task.model, control.init_seed(seed))
+    if level > 0 and not control.fresh_init:
+        model.load_state_dict(imp.load_rewind(model.state_dict() if task.rewind_step == 0 else None))
+        if task.optimizer.at_rewind == "rewind":
+            optimizer_state = imp.load_rewind_optimizer()
     names = list(pruned_tensors(model, task.pruning))
-    if control == "none":
+    if control is TICKET:
         masks = full_masks(model, names) if level == 0 else run.load_masks(level, model, names)
         if level > 1 and run.mask_path(level - 1).is_file():
             before = run.load_masks(level - 1, model, names)
@@ -84,11 +80,8 @@ def starting_point(task: TaskConfig, seed: int, control: str, level: int, run: R
                                f"a mask was edited or copied: remove it with the records from level {level - 1} on "
                                "(the same command trains them again)")
     else:
-        require_ticket(imp, level, control)
-        masks = imp.load_masks(level, model, names)
-        if control == "random-prune":
-            counts = {n: int(m.sum()) for n, m in masks.items()}
-            masks = random_masks(masks, counts, generator(seed, "random-prune", level))
+        require_ticket(imp, level, control.name)
+        masks = control.masks(imp.load_masks(level, model, names), seed, level)
     apply_masks(model, masks)
     return Start(model, masks, 0 if level == 0 else task.rewind_step, optimizer_state)
 
@@ -206,20 +199,21 @@ def imp_arm(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
     invocation, so its masks need not exist yet."""
     if control not in CONTROLS:
         raise RunError(f"unknown control {control!r}; valid: {', '.join(CONTROLS)}")
-    run, imp = RunDir.for_run(out, task, seed, control), RunDir.for_run(out, task, seed, "none")
+    chosen = CONTROLS[control]
+    run, imp = RunDir.for_arm(out, task, seed, chosen.arm), RunDir.for_arm(out, task, seed, TICKET.arm)
 
     def after(level: int, start: Start, _: LevelResult) -> None:
-        if control == "none":  # the next level's mask, from this level's final weights
+        if chosen is TICKET:  # the next level's mask, from this level's final weights
             roles = pruned_tensors(start.model, task.pruning)
             run.save_masks(level + 1, next_masks(start.model, start.masks, roles, task.pruning))
 
-    first = 0 if control == "none" else 1
-    arm = Arm(seed, CONTROLS[control], run, list(range(first, task.levels)),
-              lambda level, _: starting_point(task, seed, control, level, run, imp), after,
+    first = 0 if chosen is TICKET else 1
+    arm = Arm(seed, chosen.arm, run, list(range(first, task.levels)),
+              lambda level, _: starting_point(task, seed, chosen, level, run, imp), after,
               f"all {task.levels} levels already finished",
-              lambda: run.start(task, seed, CONTROLS[control], first,
+              lambda: run.start(task, seed, chosen.arm, first,
                                 pruned_tensors(build_model(task.model, seed), task.pruning), control=control))
-    if arm.todo and control != "none" and not ticket_alongside:
+    if arm.todo and chosen is not TICKET and not ticket_alongside:
         require_ticket(imp, arm.todo[0], control)
     return arm
 

@@ -3,10 +3,8 @@ early-stop weights and at the final weights; K replicas at once (K = 1: one run)
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-import warnings
 from dataclasses import dataclass
 
 import lightning as L
@@ -21,12 +19,6 @@ from ticketbench.training.callback import PruneRewind
 from ticketbench.training.module import Blocks, Classifier, train_accuracy
 from ticketbench.training.progress import StepProgressBar
 from ticketbench.training.replicas import Replicas, State
-
-logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-warnings.filterwarnings("ignore", message=".*but have no logger configured.*")  # W&B off: metrics stay local
-warnings.filterwarnings("ignore", message="The `srun` command is available")  # one process: no srun (see fit_level)
 
 
 @dataclass

@@ -25,19 +25,17 @@ import torch
 
 from ticketbench.atomic import atomic_write
 from ticketbench.config import ConfigError, TaskConfig
+from ticketbench.controls import SANITY, TICKET
 from ticketbench.data.tensors import DeviceSplit
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import apply_masks, full_masks
 from ticketbench.pruning.methods import PruneRequest, get_method, select_masks
 from ticketbench.pruning.schedule import pruned_tensors
-from ticketbench.pruning.select import random_masks
 from ticketbench.runs import RunDir, RunError
-from ticketbench.seeding import derive_seed, generator
+from ticketbench.seeding import generator
 from ticketbench.training.imp import Arm, Start, run_arms
 from ticketbench.training.level import LevelResult
 from ticketbench.wandb_mode import WandbOptions
-
-SANITY = ("shuffle", "reinit")
 
 
 def parse_densities(text: str) -> list[float]:
@@ -100,13 +98,14 @@ def method_arm(task: TaskConfig, seed: int, name: str, densities: list[float], o
     chosen = get_method(name)
     if sanity is not None and sanity not in SANITY:
         raise ConfigError(f"unknown sanity check {sanity!r}; valid: {', '.join(SANITY)}")
+    control = SANITY.get(sanity or "")
     if iterative and any(b >= a for a, b in zip(densities, densities[1:], strict=False)):
         raise ConfigError(f"--iterative needs decreasing --densities, got {','.join(f'{d:g}' for d in densities)}")
-    arm = name + ("-iterative" if iterative else "") + (f"+{sanity}" if sanity else "")
+    arm = name + ("-iterative" if iterative else "") + (control.arm if control else "")
     first = 0 if chosen.after_training else 1
     task = method_task(task, densities)
     run = RunDir.for_arm(out, task, seed, arm)
-    imp = RunDir.for_run(out, task, seed, "none")
+    imp = RunDir.for_arm(out, task, seed, TICKET.arm)
     if task.rewind_step and not chosen.after_training and not imp.rewind_path.is_file():
         raise RunError(f"{task.name} rewinds to step {task.rewind_step}: the method needs θ_k from "
                        f"{imp.rewind_path}; run the winning tickets (no --method) first")
@@ -139,10 +138,10 @@ def method_arm(task: TaskConfig, seed: int, name: str, densities: list[float], o
                                names, densities[level - 1] / 100, examples, per_class,
                                generator(seed, "method-scores", level), trained and trained.to(split.device))
         masks = {n: m.cpu() for n, m in select_masks(chosen, request).items()}
-        if sanity == "shuffle":
-            masks = random_masks(masks, {n: int(m.sum()) for n, m in masks.items()}, generator(seed, "shuffle", level))
-        if sanity == "reinit":
-            model = build_model(task.model, derive_seed(seed, "reinit"))
+        if control is not None:
+            masks = control.masks(masks, seed, level)
+            if control.fresh_init:
+                model = build_model(task.model, control.init_seed(seed))
         apply_masks(model, masks)
         return Start(model, masks, task.rewind_step,
                      about={"method": name, "target_density_percent": densities[level - 1]})

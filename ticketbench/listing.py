@@ -1,0 +1,38 @@
+"""The rows of ``ticketbench runs``: every run directory's task, arm, seed, levels, status and
+W&B segments (read here, so that the storage layer imports nothing of W&B)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ticketbench.runs import RunDir
+from ticketbench.tracking import offline_runs, unsynced
+
+
+def _levels_asked(meta: dict[str, Any]) -> int | None:
+    """How many levels the last command asked this arm to train (controls and at-init methods
+    start at level 1, so they train one fewer); None for runs that predate the field."""
+    planned = meta.get("levels")
+    return None if planned is None else planned - meta.get("first_level", 0 if meta["arm"] == "imp" else 1)
+
+
+def run_status(meta: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    """complete, incomplete (the same command resumes it) or diverged, from a run's meta and records."""
+    diverged = [r["level"] for r in records if r.get("diverged")]
+    if diverged:
+        return f"diverged at level {diverged[0]}"
+    asked = _levels_asked(meta)
+    return "complete" if asked is not None and len(records) >= asked else "incomplete"
+
+
+def run_row(run: RunDir) -> dict[str, str]:
+    """One run directory as display strings for ``ticketbench runs``."""
+    meta, records = run.meta(), run.records()
+    asked = _levels_asked(meta)
+    done = f"{len(records)}/{asked}" if asked is not None else str(len(records))
+    last = records[-1] if records else None
+    segments, pending = len(offline_runs(run)), len(unsynced(run))
+    wandb = f"{segments} offline, {pending} to sync" if segments else "-"
+    return {"task": meta["task"], "run": str(run.path), "arm": meta["arm"], "seed": str(meta["seed"]),
+            "levels": done, "P_m now": f"{last['weights_remaining_percent']:.1f}%" if last else "-",
+            "status": run_status(meta, records), "W&B": wandb}
