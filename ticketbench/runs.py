@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,11 +36,21 @@ import torch
 from torch import nn
 
 from ticketbench.atomic import atomic_write, write_json, write_text
-from ticketbench.config import TaskConfig
 from ticketbench.pruning.masks import Masks, load_masks, mask_problem, save_masks
 from ticketbench.run_schema import LevelRecord, Meta, check
 
 LOCK_ATTEMPTS = 5
+
+
+class Protocol(typing.Protocol):
+    """What a run directory records of the protocol it was trained with: a dataclass with a name
+    (the directory under --out), the levels asked for, and a fingerprint of everything else that
+    changes what a level trains (a suite task's TaskConfig, or a user's LotteryExperiment)."""
+
+    name: str
+    levels: int
+
+    def fingerprint(self) -> str: ...
 
 
 class RunError(RuntimeError):
@@ -96,7 +107,7 @@ class RunDir:
     path: Path
 
     @classmethod
-    def for_arm(cls, out: Path, task: TaskConfig, seed: int, arm: str) -> RunDir:
+    def for_arm(cls, out: Path, task: Protocol, seed: int, arm: str) -> RunDir:
         return cls(Path(out) / task.name / f"{arm}-seed{seed}-{task.fingerprint()}")
 
     def level_path(self, level: int) -> Path:
@@ -176,13 +187,13 @@ class RunDir:
     def meta(self) -> dict[str, Any]:
         return _read_json(self.path / "meta.json", Meta, "restore it, or start a new --out")
 
-    def start(self, task: TaskConfig, seed: int, arm: str, first_level: int, pruned: dict[str, str],
+    def start(self, task: Protocol, seed: int, arm: str, first_level: int, pruned: dict[str, str],
               **about: Any) -> None:
         """Write meta.json for a new run, or check that an existing run used the same config.
 
         ``about`` holds what else identifies the arm (its control, or its method and densities);
         an existing run must agree on it (and is not written: see :meth:`ask_levels`)."""
-        config = {k: v for k, v in dataclasses.asdict(task).items() if k != "levels"}
+        config = {k: v for k, v in dataclasses.asdict(task).items() if k != "levels"}  # type: ignore[call-overload]
         meta_path = self.path / "meta.json"
         if meta_path.is_file():
             meta = self.meta()

@@ -1,0 +1,164 @@
+"""IMP on a user's own LightningModule and DataModule (``LotteryExperiment``): ordinary run
+directories that the command line reads, controls, resuming, and the user's own claims file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from test_cli import ticketbench
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ticketbench import LotteryExperiment
+from ticketbench.config import ConfigError
+from ticketbench.pruning.masks import load_masks
+from ticketbench.runs import RunDir, RunError
+
+
+class Net(L.LightningModule):
+    """An MLP with BatchNorm that logs val_loss and test_acc (a fraction), as any module would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(20, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 4))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        return F.cross_entropy(self.net(batch[0]), batch[1])
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        self.log("val_loss", F.cross_entropy(self.net(batch[0]), batch[1]))
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        self.log("test_acc", (self.net(batch[0]).argmax(1) == batch[1]).float().mean())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+class Data(L.LightningDataModule):
+    """A learnable 4-class problem; the training loader shuffles (its order follows the seed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(640, 20, generator=gen)
+        y = (x[:, :4].argmax(1) + (x[:, 4] > 1).long()) % 4
+        self.parts = {"train": (x[:384], y[:384]), "val": (x[384:448], y[384:448]), "test": (x[448:], y[448:])}
+
+    def _loader(self, part: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(TensorDataset(*self.parts[part]), batch_size=32, shuffle=shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+EXPERIMENT = LotteryExperiment("mlp-toy", prune=("net.0.weight", "net.3.weight"), levels=3, max_steps=48,
+                               rewind_step=12, rates={"net.3.weight": 0.1},
+                               trainer={"accelerator": "cpu", "devices": 1, "val_check_interval": 12,
+                                        "check_val_every_n_epoch": None, "num_sanity_val_steps": 0})
+CLAIMS = """task: mlp-toy
+protocol: the toy experiment of tests/test_lottery.py
+claims:
+  - id: dense-learns
+    statement: the dense network is well above chance (25%)
+    metric: {kind: value, p_m: 100}
+    comparator: ">="
+    paper: PAPER
+    tolerance: 0
+    source: this test
+    mark: V
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("lottery")
+    EXPERIMENT.run(Net, Data(), seed=0, controls=("none", "reinit", "random-prune"), out=out, echo=lambda _: None)
+    return out
+
+
+def _runs(out: Path) -> dict[str, RunDir]:
+    return {p.name.split("-seed")[0]: RunDir(p) for p in sorted((out / "mlp-toy").iterdir())}
+
+
+def test_levels_prune_rewind_and_controls_in_ordinary_run_directories(trained: Path) -> None:
+    runs = _runs(trained)
+    assert set(runs) == {"imp", "reinit", "random-prune"}
+    imp = runs["imp"]
+    records = imp.records()  # checked against the run-directory schema
+    assert [r["level"] for r in records] == [0, 1, 2] and [r["start_step"] for r in records] == [0, 12, 12]
+    assert [r["steps"] for r in records] == [48, 36, 36]
+    layers = [r["layer_remaining_percent"] for r in records]
+    assert layers[1] == pytest.approx({"net.0.weight": 80.0, "net.3.weight": 90.0}, abs=0.5)
+    assert layers[2]["net.0.weight"] == pytest.approx(64.0, abs=0.5)
+    masks = [load_masks(imp.mask_path(level)) for level in range(3)]
+    for before, after in zip(masks, masks[1:], strict=False):
+        assert all(not bool((after[n] & ~before[n]).any()) for n in after), "a mask never revives a weight"
+    rewind = torch.load(imp.rewind_path, weights_only=True)
+    assert rewind["net.1.num_batches_tracked"].item() == 12, "θ_k is taken at step k, BatchNorm buffers included"
+    for level in (1, 2):
+        reinit, shuffled = (load_masks(runs[a].mask_path(level)) for a in ("reinit", "random-prune"))
+        assert all(torch.equal(reinit[n], masks[level][n]) for n in reinit)
+        assert all(int(shuffled[n].sum()) == int(masks[level][n].sum()) for n in shuffled)
+        assert any(not torch.equal(shuffled[n], masks[level][n]) for n in shuffled)
+    assert all(r["early_stop_step"] in (12, 24, 36, 48) and 0 <= r["test_acc_final"] <= 1 for r in records)
+    assert json.loads((imp.path / "meta.json").read_text())["module"] == "Net"
+
+
+def test_the_command_line_reads_them_and_gates_on_the_users_claims(trained: Path, tmp_path: Path) -> None:
+    listed = ticketbench("runs", str(trained))
+    assert listed.returncode == 0 and listed.stdout.count("complete") == 3, listed.stdout + listed.stderr
+    table = ticketbench("table", *map(str, sorted((trained / "mlp-toy").iterdir())))
+    lines = table.stdout.splitlines()
+    assert table.returncode == 0 and [line.split(" | ")[0] for line in lines[2:]] == ["| 0", "| 1", "| 2"], lines
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(CLAIMS.replace("PAPER", "40"))
+    passed = ticketbench("check", str(trained), "--references", str(claims))
+    assert passed.returncode == 0 and "1 PASS" in passed.stdout, passed.stdout + passed.stderr
+    claims.write_text(CLAIMS.replace("PAPER", "100"))
+    failed = ticketbench("check", str(trained), "--references", str(claims))
+    assert failed.returncode == 1 and "claim dense-learns FAILs" in failed.stderr
+
+
+def test_a_killed_experiment_resumes_to_the_same_records(trained: Path, tmp_path: Path) -> None:
+    out = Path(shutil.copytree(trained, tmp_path / "copy"))
+    imp = _runs(out)["imp"]
+    imp.level_path(2).unlink()  # as if killed during level 2
+    before = {r["level"]: r for r in _runs(trained)["imp"].records()}
+    EXPERIMENT.run(Net, Data(), seed=0, out=out, echo=lambda _: None)
+    again = {r["level"]: r for r in imp.records()}
+    assert {k: v for k, v in again[2].items() if k != "seconds"} == {k: v for k, v in before[2].items()
+                                                                      if k != "seconds"}
+    assert imp.mask_path(2).read_bytes() == _runs(trained)["imp"].mask_path(2).read_bytes()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"prune": ("net.9.weight", "net.3.weight")}, "'net.9.weight' is not a parameter of the module"),
+    ({"test_metric": "accuracy"}, "test_metric 'accuracy' is not logged by the module's test_step"),
+    ({"rates": {"net.2.weight": 0.1}}, "rates names parameters not pruned: ['net.2.weight']"),
+    ({"rewind_step": 48}, "rewind_step must be in [0, max_steps), got 48"),
+    ({"name": "../x"}, "name '../x' must be a plain directory name"),
+])
+def test_mistakes_are_one_line_errors(change: dict, message: str, tmp_path: Path) -> None:
+    import dataclasses
+
+    with pytest.raises(ConfigError) as caught:
+        dataclasses.replace(EXPERIMENT, **change).run(Net, Data(), out=tmp_path, echo=lambda _: None)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_control_without_its_tickets_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="the controls need the winning tickets in .*; include 'none' in controls"):
+        EXPERIMENT.run(Net, Data(), controls=("reinit",), out=tmp_path)
