@@ -162,3 +162,19 @@ def test_mistakes_are_one_line_errors(change: dict, message: str, tmp_path: Path
 def test_a_control_without_its_tickets_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="the controls need the winning tickets in .*; include 'none' in controls"):
         EXPERIMENT.run(Net, Data(), controls=("reinit",), out=tmp_path)
+
+
+def test_the_example_finds_tickets_and_passes_its_claims(tmp_path: Path) -> None:
+    """examples/mnist1d_tickets.py as a user runs it, then its claims checked by the command line."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "example"
+    result = subprocess.run([sys.executable, str(root / "examples" / "mnist1d_tickets.py"), str(out)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("[random-prune seed 0] level") == 6
+    check = ticketbench("check", str(out / "mnist1d-mlp-example"), "--references",
+                        str(root / "examples" / "mnist1d_claims.yaml"))
+    assert check.returncode == 0 and "3 PASS" in check.stdout, check.stdout + check.stderr
