@@ -3,6 +3,11 @@ standard DataLoader, BatchNorm, nothing of ticketbench's own training code."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -132,3 +137,39 @@ def test_a_wrong_setting_is_one_line_naming_it(make, message: str) -> None:  # n
     with pytest.raises(ConfigError) as err:
         _fit(_module(), make())
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def ddp_fits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """tests/ddp_fit.py under DDP with two CPU processes (gloo), with and without BatchNorm, and in
+    one process: what the callback held on every rank."""
+    out = tmp_path_factory.mktemp("ddp")
+    script = Path(__file__).with_name("ddp_fit.py")
+    for mode, kind in (("ddp", "bn"), ("ddp", "plain"), ("single", "plain")):
+        result = subprocess.run([sys.executable, str(script), str(out), mode, kind], capture_output=True, text=True,
+                                timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, result.stderr[-3000:]
+    return {p.stem: torch.load(p, weights_only=True) for p in out.glob("*.pt")}
+
+
+def test_under_ddp_every_rank_holds_rank_0s_masks_rewind_point_and_early_stop(ddp_fits: dict[str, dict]) -> None:
+    """Each rank passed its own random masks; BatchNorm statistics are each rank's own under DDP:
+    the callback makes all of it rank 0's, exactly."""
+    first, second = ddp_fits["ddp-bn-rank0"], ddp_fits["ddp-bn-rank1"]
+    assert first["best_step"] == second["best_step"] is not None
+    for key in ("masks", "rewind", "best", "next"):
+        assert first[key].keys() == second[key].keys()
+        assert all(torch.equal(first[key][n], second[key][n]) for n in first[key]), key
+    assert "net.1.running_mean" in first["rewind"]
+    for name, mask in first["masks"].items():
+        assert not bool(first["final"][name][~mask].any()) and not bool(second["final"][name][~mask].any())
+
+
+def test_two_ddp_ranks_train_the_same_ticket_as_one_process(ddp_fits: dict[str, dict]) -> None:
+    """Two ranks with batches of 32 (examples r, r+2, ...) against one process with the same 64:
+    the weights agree to float rounding (the gradient's sum is taken in another order; at most
+    1e-5 here) and the next level's masks are the same (a weight at the threshold could flip)."""
+    single, ddp = ddp_fits["single-plain-rank0"], ddp_fits["ddp-plain-rank0"]
+    assert all(torch.allclose(single["final"][n], ddp["final"][n], atol=1e-5, rtol=0) for n in single["final"])
+    for name in single["next"]:
+        assert (single["next"][name] != ddp["next"][name]).float().mean() <= 1e-3

@@ -4,8 +4,9 @@ It keeps chosen parameters of the module under binary masks, captures the rewind
 parameter and buffer, and the optimizer state when asked) at optimizer step k, and keeps the
 weights at the best value of a monitored metric (the early-stop point of the lottery-ticket
 papers). It relies on nothing but Lightning's public hooks and the optimizers' step hooks, so it
-works with automatic and manual optimization and under DDP, where every rank computes the same
-masks from the same synchronised weights.
+works with automatic and manual optimization and under DDP: every rank trains under rank 0's
+masks, and θ_k, the early-stop decision and its weights are rank 0's on every rank (BatchNorm
+statistics, which DDP leaves to each rank, included).
 
     ticket = LotteryTicket(prune=["net.0.weight", "net.2.weight"], rewind_step=500, monitor="val_loss")
     trainer = L.Trainer(max_steps=5000, callbacks=[ticket])
@@ -38,6 +39,12 @@ State = dict[str, torch.Tensor]
 def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else deepcopy(v)
             for k, v in state.items()}
+
+
+def _shared_state(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+    """The module's parameters and buffers as rank 0 holds them, on every rank: under DDP the
+    parameters agree across ranks, but BatchNorm statistics are each rank's own."""
+    return trainer.strategy.broadcast(_cpu_copy(pl_module.state_dict()), src=0)
 
 
 class LotteryTicket(L.Callback):
@@ -108,6 +115,7 @@ class LotteryTicket(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._module, self._trainer = pl_module, trainer
+        self.masks = trainer.strategy.broadcast(_cpu_copy(self.masks), src=0)  # under DDP: rank 0's on every rank
         last = self.start_step + trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
         if self.rewind_step is not None and last is not None and self.rewind_step > last:
             raise ConfigError(f"LotteryTicket: rewind_step {self.rewind_step} lies beyond the last step of this fit "
@@ -142,9 +150,10 @@ class LotteryTicket(L.Callback):
             self._capture(self._trainer, self._module)
 
     def _capture(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.rewind_state = _cpu_copy(pl_module.state_dict())
+        self.rewind_state = _shared_state(trainer, pl_module)
         if self.rewind_optimizer:
-            self.rewind_optimizer_state = [deepcopy(opt.state_dict()) for opt in trainer.optimizers]
+            self.rewind_optimizer_state = trainer.strategy.broadcast(
+                [deepcopy(opt.state_dict()) for opt in trainer.optimizers], src=0)
 
     # -- the early-stop point ------------------------------------------------------------------
 
@@ -155,11 +164,11 @@ class LotteryTicket(L.Callback):
             logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
             raise ConfigError(f"LotteryTicket: monitor {self.monitor!r} is not logged by the module (logged: "
                               f"{logged}); log it with self.log in validation, or choose another monitor")
-        value = float(trainer.callback_metrics[self.monitor])
+        value = trainer.strategy.broadcast(float(trainer.callback_metrics[self.monitor]), src=0)  # one decision
         better = value < self.best_value if self.mode == "min" else value > self.best_value
         if math.isfinite(value) and better:
             self.best_step, self.best_value = self.step, value
-            self.best_state = _cpu_copy(pl_module.state_dict())
+            self.best_state = _shared_state(trainer, pl_module)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
