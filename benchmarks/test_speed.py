@@ -16,7 +16,7 @@ from workload import Workload, adam, bare_level, loss_and_accuracy, masked_steps
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.pruning.masks import apply_masks
 from ticketbench.pruning.schedule import next_masks
-from ticketbench.training.level import fit_level, train_level
+from ticketbench.training.level import LevelPlan, fit_level, train_level
 from ticketbench.training.replicas import Replicas
 
 ROUNDS = 5
@@ -26,7 +26,7 @@ TRAINED = 0.85  # LeNet-300-100 passes this within 1,000 steps; chance is 0.10
 
 def _level_ticketbench(w: Workload) -> float:
     model = w.model()
-    result = train_level(w.task, Replicas([model]), [w.masks], ReplicaData([w.splits[0]]), [w.stream()], 0, False)[0]
+    result = train_level(LevelPlan(w.task, Replicas([model]), [w.masks], ReplicaData([w.splits[0]]), [w.stream()]))[0]
     roles = {n: r for n, r in model.roles.items() if n in w.masks}
     masks = next_masks(model, w.masks, roles, w.task.pruning)  # prune, then rewind to θ0
     model.load_state_dict(w.model().state_dict())
@@ -46,7 +46,7 @@ def test_step(measure, step_workload, loop) -> None:
         accuracy = measure("step-bare", run, lambda: (w.model(), w.rows()))
     else:
         def run(model):
-            fitted = fit_level(w.task, model, [w.masks], ReplicaData([split]), [w.stream()], 0, False)
+            fitted = fit_level(LevelPlan(w.task, model, [w.masks], ReplicaData([split]), [w.stream()]))
             return fitted.module.val_acc[0].item()
         accuracy = measure("step-ticketbench", run, lambda: (Replicas([w.model()]),))
     assert accuracy > TRAINED
@@ -107,5 +107,5 @@ def test_replicas(measure, step_workload, k) -> None:
                               ["test_final"], lambda: (w.model(), w.rows()))]
     else:
         accuracies = [r.test_acc_final for r in
-                      measure(f"replicas-{k}", lambda *a: train_level(w.task, *a, 0, False), lambda: w.replicas(k))]
+                      measure(f"replicas-{k}", lambda *a: train_level(LevelPlan(w.task, *a)), lambda: w.replicas(k))]
     assert len(accuracies) == (1 if k == "bare" else k) and min(accuracies) > TRAINED

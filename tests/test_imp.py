@@ -16,7 +16,7 @@ from ticketbench.pruning.masks import Masks, full_masks
 from ticketbench.pruning.select import random_masks
 from ticketbench.runs import RunDir, RunError
 from ticketbench.training.imp import run_imp, starting_point
-from ticketbench.training.level import train_level
+from ticketbench.training.level import LevelPlan, train_level
 from ticketbench.training.replicas import Replicas
 
 
@@ -48,8 +48,8 @@ def test_rewind_restores_theta_k_on_kept_and_zero_on_pruned(tiny_task, fake_data
 
 def _train_one(task: TaskConfig, model: torch.nn.Module, masks: Masks, split: DeviceSplit) -> None:
     """One level of one model (a single replica), seed 0's data order."""
-    train_level(task, Replicas([model]), [masks], ReplicaData([split]),
-                [BatchStream(len(split.y_train), task.batch_size, 0)], 0, False)
+    train_level(LevelPlan(task, Replicas([model]), [masks], ReplicaData([split]),
+                          [BatchStream(len(split.y_train), task.batch_size, 0)]))
 
 
 def test_late_rewind_captures_the_weights_at_step_k(tiny_task, fake_data_dir, tmp_path) -> None:

@@ -30,7 +30,7 @@ from ticketbench.models import build_model
 from ticketbench.pruning.masks import full_masks, load_masks
 from ticketbench.runs import RunDir
 from ticketbench.training.imp import imp_arm, run_arms, run_imp
-from ticketbench.training.level import LevelResult, train_level
+from ticketbench.training.level import LevelPlan, LevelResult, train_level
 from ticketbench.training.replicas import Replicas
 
 WEIGHT_TOLERANCE = 1e-4
@@ -47,8 +47,8 @@ def _train(task: TaskConfig, data: Path, seeds: list[int]) -> tuple[Replicas, li
     models = [build_model(task.model, s) for s in seeds]
     replicas = Replicas(models)
     streams = [BatchStream(len(s.y_train), task.batch_size, seed) for s, seed in zip(splits, seeds, strict=True)]
-    results = train_level(task, replicas, [full_masks(m, list(m.roles)) for m in models], ReplicaData(splits),
-                          streams, 0, True)
+    results = train_level(LevelPlan(task, replicas, [full_masks(m, list(m.roles)) for m in models],
+                                    ReplicaData(splits), streams, capture_rewind=True))
     return replicas, results
 
 

@@ -36,7 +36,7 @@ from ticketbench.pruning.masks import Masks, apply_masks, full_masks, layer_rema
 from ticketbench.pruning.schedule import next_masks, pruned_tensors
 from ticketbench.runs import RunDir, RunError, finite_or_none
 from ticketbench.tracking import ReplicaLogger, Tracker
-from ticketbench.training.level import LevelResult, default_device, train_level
+from ticketbench.training.level import LevelPlan, LevelResult, default_device, train_level
 from ticketbench.training.progress import Eta
 from ticketbench.training.replicas import Replicas, check_batchable
 from ticketbench.wandb_mode import WandbOptions
@@ -156,11 +156,12 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
             who = f"{first.name} seed {first.seed}" if len(group) == 1 else f"{len(group)} replicas"
             label = f"[{who}] level {level}/{task.levels - 1}" if progress else None
             loggers = [trackers[i].logger for i in group if trackers[i]]
-            results = train_level(
-                task, model, [s.masks for s in starts], ReplicaData([splits[arms[i].seed] for i in group]),
-                [streams[arms[i].seed] for i in group], starts[0].step, level == 0,
-                None if starts[0].optimizer_state is None else [s.optimizer_state for s in starts], level, label,
-                (loggers[0] if len(group) == 1 else ReplicaLogger(loggers)) if loggers else None)
+            plan = LevelPlan(task, model, [s.masks for s in starts], ReplicaData([splits[arms[i].seed] for i in group]),
+                             [streams[arms[i].seed] for i in group], starts[0].step, level == 0,
+                             None if starts[0].optimizer_state is None else [s.optimizer_state for s in starts],
+                             level, label,
+                             (loggers[0] if len(group) == 1 else ReplicaLogger(loggers)) if loggers else None)
+            results = train_level(plan)
             lines = []
             for k, (i, start, result) in enumerate(zip(group, starts, results, strict=True)):
                 arm, tracker = arms[i], trackers[i]

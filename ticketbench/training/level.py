@@ -53,20 +53,41 @@ class Fitted:
     callback: PruneRewind
 
 
-def fit_level(task: TaskConfig, model: Replicas, masks: list[Masks], data: ReplicaData, streams: list[BatchStream],
-              start_step: int, capture_rewind: bool, optimizer_states: list[dict] | None = None, level: int = 0,
-              progress: str | None = None, logger: Logger | None = None) -> Fitted:
+@dataclass
+class LevelPlan:
+    """What one level trains: the K replicas of ``model`` (already at their rewind point) under
+    their ``masks``, replica k on its own data ``streams[k]``, from ``start_step`` to the task's
+    last step. ``capture_rewind``: take θ_k at the task's rewind step (level 0);
+    ``optimizer_states``: the replicas' optimizer states to resume (None: fresh); ``progress``: the
+    progress bar's label (None: no bar); ``logger`` receives the training and validation metrics."""
+
+    task: TaskConfig
+    model: Replicas
+    masks: list[Masks]
+    data: ReplicaData
+    streams: list[BatchStream]
+    start_step: int = 0
+    capture_rewind: bool = False
+    optimizer_states: list[dict] | None = None
+    level: int = 0
+    progress: str | None = None
+    logger: Logger | None = None
+
+
+def fit_level(plan: LevelPlan) -> Fitted:
     """The training of a level (see :func:`train_level`), without the evaluations that follow it."""
+    task, data = plan.task, plan.data
     cadence = list(range(task.eval_every, task.max_steps, task.eval_every))
-    blocks = Blocks(streams, start_step, task.max_steps, cadence + [task.rewind_step])
-    module = Classifier(model, data, blocks, task.optimizer, level)
-    callback = PruneRewind(masks, task.eval_every, task.rewind_step if capture_rewind else None, optimizer_states)
-    callbacks: list[L.Callback] = [callback] + ([StepProgressBar(progress)] if progress else [])
+    blocks = Blocks(plan.streams, plan.start_step, task.max_steps, cadence + [task.rewind_step])
+    module = Classifier(plan.model, data, blocks, task.optimizer, plan.level)
+    callback = PruneRewind(plan.masks, task.eval_every, task.rewind_step if plan.capture_rewind else None,
+                           plan.optimizer_states)
+    callbacks: list[L.Callback] = [callback] + ([StepProgressBar(plan.progress)] if plan.progress else [])
     trainer = L.Trainer(
         accelerator=data.device.type, devices=1, max_epochs=1, val_check_interval=1,
         limit_val_batches=1.0 if data.y_val.shape[1] else 0, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        logger=logger or False, log_every_n_steps=1, enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=progress is not None, callbacks=callbacks,
+        logger=plan.logger or False, log_every_n_steps=1, enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=plan.progress is not None, callbacks=callbacks,
         # One process on one device: no SLURM detection (its srun warning, its own requeue handler);
         # scheduling and requeueing belong to ticketbench's executors.
         plugins=[LightningEnvironment()],
@@ -75,20 +96,15 @@ def fit_level(task: TaskConfig, model: Replicas, masks: list[Masks], data: Repli
     return Fitted(trainer, module, callback)
 
 
-def train_level(task: TaskConfig, model: Replicas, masks: list[Masks], data: ReplicaData, streams: list[BatchStream],
-                start_step: int, capture_rewind: bool, optimizer_states: list[dict] | None = None, level: int = 0,
-                progress: str | None = None, logger: Logger | None = None) -> list[LevelResult]:
-    """Train the K replicas of ``model`` (already at their rewind point) under their ``masks``, each
-    on its own data ``streams[k]``, from ``start_step`` to the end; one result per replica.
+def train_level(plan: LevelPlan) -> list[LevelResult]:
+    """Train one level (see :class:`LevelPlan`); one result per replica.
 
-    On return ``model`` holds the final weights (the ones the next pruning round reads). Without
-    a validation split there is no early stop: the early-stop fields stay empty. ``progress`` is the
-    progress bar's label (None: no bar); ``logger`` receives the training and validation metrics.
-    """
+    On return the plan's model holds the final weights (the ones the next pruning round reads).
+    Without a validation split there is no early stop: the early-stop fields stay empty."""
     began = time.perf_counter()
-    fitted = fit_level(task, model, masks, data, streams, start_step, capture_rewind, optimizer_states, level,
-                       progress, logger)
+    fitted = fit_level(plan)
     trainer, module, callback = fitted.trainer, fitted.module, fitted.callback
+    model, data = plan.model, plan.data
     steps = module.steps_taken
     test_final = _test_accuracy(trainer, module)
     train_final = train_accuracy(model, data)
@@ -103,7 +119,7 @@ def train_level(task: TaskConfig, model: Replicas, masks: list[Masks], data: Rep
     return [LevelResult(
         early_stop_step=p.best_step, val_loss_at_early_stop=p.best_val_loss, val_acc_at_early_stop=p.best_val_acc,
         test_acc_at_early_stop=test_early[k], test_acc_final=test_final[k], train_acc_final=train_final[k],
-        start_step=start_step, steps=steps, seconds=seconds, diverged=p.diverged, rewind_state=p.rewind_state,
+        start_step=plan.start_step, steps=steps, seconds=seconds, diverged=p.diverged, rewind_state=p.rewind_state,
         rewind_optimizer_state=p.rewind_optimizer_state,
     ) for k, p in enumerate(callback.points)]
 
