@@ -178,3 +178,30 @@ def test_the_example_finds_tickets_and_passes_its_claims(tmp_path: Path) -> None
     check = ticketbench("check", str(out / "mnist1d-mlp-example"), "--references",
                         str(root / "examples" / "mnist1d_claims.yaml"))
     assert check.returncode == 0 and "3 PASS" in check.stdout, check.stdout + check.stderr
+
+
+def test_each_arm_logs_to_its_own_wandb_run_offline(tmp_path: Path) -> None:
+    import dataclasses
+
+    from wandb_records import read_offline_run
+
+    from ticketbench.wandb_mode import WandbOptions
+
+    experiment = dataclasses.replace(EXPERIMENT, levels=2)
+    experiment.run(Net, Data(), out=tmp_path, controls=("none", "random-prune"), echo=lambda _: None,
+                   wandb=WandbOptions(mode="offline", tags=("toy",)))
+    runs = _runs(tmp_path)
+    logged = {arm: read_offline_run(next((run.path / "wandb").glob("offline-run-*"))) for arm, run in runs.items()}
+    imp = logged["imp"]
+    assert set(imp.run.tags) == {"mlp-toy", "imp", "Net", "toy"} and imp.run.job_type == "imp"
+    assert imp.run.run_group == f"mlp-toy-{experiment.fingerprint()}" == logged["random-prune"].run.run_group
+    assert imp.config["task"]["prune"] == ["net.0.weight", "net.3.weight"]
+    # the module's own metrics on the experiment's x-axis: level L at L * max_steps + step
+    val = sorted(h["trainer/global_step"] for h in imp.history if "val_loss" in h)
+    assert val == [12, 24, 36, 48, 48 + 24, 48 + 36, 48 + 48]
+    ends = [h for h in imp.history if "level/weights_remaining_percent" in h]
+    assert [h["trainer/global_step"] for h in ends] == [48, 96]
+    assert [h["level/test_acc_final"] for h in ends] == [r["test_acc_final"] for r in runs["imp"].records()]
+    assert sorted(a.type for a in imp.artifacts if a.type != "run_table") == ["masks", "masks", "model"]
+    assert imp.exit_code == 0
+    assert [h["trainer/global_step"] for h in logged["random-prune"].history if "val_loss" in h] == [72, 84, 96]

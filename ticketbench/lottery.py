@@ -37,6 +37,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import Logger
 
 from ticketbench.atomic import remove_partial_writes
 from ticketbench.callback import LotteryTicket
@@ -45,7 +46,9 @@ from ticketbench.controls import CONTROLS, TICKET, Control
 from ticketbench.pruning.masks import Masks, layer_remaining_percent, remaining_percent
 from ticketbench.pruning.schedule import next_masks
 from ticketbench.runs import RunDir, RunError
+from ticketbench.tracking import Tracker
 from ticketbench.training.imp import level_line
+from ticketbench.wandb_mode import WandbOptions, resolve_mode
 
 JSON_SCALARS = (str, int, float, bool, type(None))
 
@@ -105,10 +108,12 @@ class LotteryExperiment:
                                                                        for n in self.prune})
 
     def run(self, make_module: Callable[[], L.LightningModule], datamodule: L.LightningDataModule, seed: int = 0,
-            controls: Sequence[str] = ("none",), out: str | Path = "runs",
-            echo: Callable[[str], None] = print) -> list[RunDir]:
+            controls: Sequence[str] = ("none",), out: str | Path = "runs", echo: Callable[[str], None] = print,
+            wandb: WandbOptions | None = None) -> list[RunDir]:
         """Train every level not finished yet of the winning tickets and each control (in that
-        order: a control reads the ticket's masks); return the run directories."""
+        order: a control reads the ticket's masks); return the run directories. ``wandb``: log
+        each arm to its W&B run as the suite's tasks do (``WandbOptions(mode="offline")``; None:
+        no W&B)."""
         unknown = [c for c in controls if c not in CONTROLS]
         if unknown:
             raise ConfigError(f"unknown control {unknown[0]!r}; valid: {', '.join(CONTROLS)}")
@@ -116,7 +121,9 @@ class LotteryExperiment:
         chosen = [CONTROLS[c] for c in dict.fromkeys(controls)]
         if TICKET not in chosen and not imp.path.is_dir():
             raise RunError(f"the controls need the winning tickets in {imp.path}; include 'none' in controls")
-        return [_Arm(self, make_module, datamodule, seed, control, Path(out), echo).train()
+        if wandb is not None:
+            wandb = dataclasses.replace(wandb, mode=resolve_mode(wandb.mode))
+        return [_Arm(self, make_module, datamodule, seed, control, Path(out), echo, wandb).train()
                 for control in sorted(chosen, key=lambda c: c is not TICKET)]
 
 
@@ -131,6 +138,8 @@ class _Arm:
     control: Control
     out: Path
     echo: Callable[[str], None]
+    wandb: WandbOptions | None = None
+    tracker: Tracker | None = None
 
     def __post_init__(self) -> None:
         self.run = RunDir.for_arm(self.out, self.experiment, self.seed, self.control.arm)
@@ -144,11 +153,22 @@ class _Arm:
             module = type(self._module(self.seed)).__qualname__
             self.run.start(ex, self.seed, self.control.arm, first, roles, control=self.control.name, module=module)
             self.run.records()  # every finished record checked before anything is written
-            for level in range(first, ex.levels):
-                if self.run.diverged_level() is not None:
-                    break
-                if not self.run.has_level(level):
-                    self._level(level)
+            if self.wandb is not None and self.wandb.mode != "off":
+                self.tracker = Tracker(self.run, ex, self.seed, self.wandb)
+            failed = True
+            try:
+                for level in range(first, ex.levels):
+                    if self.run.diverged_level() is not None:
+                        break
+                    if not self.run.has_level(level):
+                        self._level(level)
+                if self.tracker:
+                    self.tracker.experiment_done()
+                failed = False
+            finally:
+                segments = self.tracker.finish(failed) if self.tracker else []
+                if segments:
+                    self.echo(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
         return self.run
 
     def _module(self, seed: int) -> L.LightningModule:
@@ -168,9 +188,10 @@ class _Arm:
         ticket = LotteryTicket(names, masks=masks, start_step=start, monitor=ex.monitor, mode=ex.mode,
                                rewind_step=None if rewound else ex.rewind_step)
         L.seed_everything(self.seed, verbose=False)  # the data order of every level and arm of this seed
+        logger = _Shifted(self.tracker.logger, lambda: level * ex.max_steps + ticket.step) if self.tracker else False
         trainer = L.Trainer(**{"enable_checkpointing": False, "enable_model_summary": False,
                                "enable_progress_bar": False, **ex.trainer},
-                            max_steps=ex.max_steps - start, callbacks=[ticket], logger=False)
+                            max_steps=ex.max_steps - start, callbacks=[ticket], logger=logger)
         began = time.perf_counter()
         trainer.fit(module, datamodule=self.datamodule)
         diverged = not all(bool(torch.isfinite(p).all()) for p in module.parameters())
@@ -183,6 +204,8 @@ class _Arm:
             module.load_state_dict(last)
         if level == 0:
             self.run.save_rewind(ticket.rewind_state)
+            if self.tracker:
+                self.tracker.rewind_point(self.run.rewind_files())
         if self.control is TICKET and not diverged and level + 1 < ex.levels:
             roles, pruning = ex.pruning()
             self.run.save_masks(level + 1, next_masks(module, ticket.masks, roles, pruning))
@@ -198,6 +221,8 @@ class _Arm:
         }
         self.run.ask_levels(ex.levels)
         self.run.save_record(record)
+        if self.tracker:
+            self.tracker.level_done(record, self.run.records(), self.run.mask_path(level))
         self.echo(level_line(record))
 
     def _masks(self, level: int, module: L.LightningModule, names: list[str]) -> Masks:
@@ -223,3 +248,30 @@ class _Arm:
             raise ConfigError(f"LotteryExperiment: test_metric {metric!r} is {value}; log an accuracy as a fraction "
                               "in [0, 1]")
         return value
+
+
+class _Shifted(Logger):
+    """A level's metrics on the experiment's x-axis (``trainer/global_step`` = level * max_steps +
+    the absolute step, as for the suite's tasks; ``position`` gives it, from the callback's step
+    count). The W&B run belongs to the arm, so the end of a fit neither closes nor saves it."""
+
+    def __init__(self, inner: Logger, position: Callable[[], int]) -> None:
+        super().__init__()
+        self.inner, self.position = inner, position
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def version(self) -> str:
+        return str(self.inner.version)
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """The experiment's configuration is logged when the arm's W&B run starts."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.inner.log_metrics(metrics, self.position())
+
+    def finalize(self, status: str) -> None:
+        """Closed by the arm (:meth:`Tracker.finish`), not by the end of a level's fit."""

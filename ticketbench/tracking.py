@@ -33,14 +33,14 @@ from lightning.pytorch.loggers import Logger
 
 from ticketbench.atomic import write_json
 from ticketbench.config import ConfigError, TaskConfig, plain
-from ticketbench.runs import RunDir, RunError, code_version
+from ticketbench.runs import Protocol, RunDir, RunError, code_version
 from ticketbench.wandb_mode import WandbOptions
 
 LEVEL_COLUMNS = ("level", "weights_remaining_percent", "early_stop_step", "test_acc_at_early_stop",
                  "test_acc_final", "val_acc_at_early_stop", "train_acc_final", "seconds", "diverged")
 
 
-def x_axis(task: TaskConfig, level: int, step: int) -> int:
+def x_axis(task: Protocol, level: int, step: int) -> int:
     """The chart position of absolute step ``step`` of ``level``."""
     return level * task.max_steps + step
 
@@ -71,10 +71,15 @@ def _run_id(run: RunDir) -> str:
     return ident
 
 
+def _kind(task: Protocol, meta: dict[str, Any]) -> list[str]:
+    """What is trained, as tags: a suite task's model and dataset, or a user module's class."""
+    return [task.model, task.dataset] if isinstance(task, TaskConfig) else [meta.get("module") or "module"]
+
+
 class Tracker:
     """The W&B side of one ``ticketbench run`` invocation for one arm."""
 
-    def __init__(self, run: RunDir, task: TaskConfig, seed: int, options: WandbOptions) -> None:
+    def __init__(self, run: RunDir, task: Protocol, seed: int, options: WandbOptions) -> None:
         import wandb
         from lightning.pytorch.loggers import WandbLogger
 
@@ -90,7 +95,7 @@ class Tracker:
                 name=run.path.name, dir=str(run.path), id=_run_id(run), resume="allow", mode=options.mode,
                 project=options.project, entity=options.entity,
                 group=options.group or f"{task.name}-{task.fingerprint()}", job_type=arm,
-                tags=[task.name, arm, task.model, task.dataset, *options.tags], config=config,
+                tags=[task.name, arm, *_kind(task, meta), *options.tags], config=config,
                 settings=wandb.Settings(silent=True), reinit="create_new",
             )
         except Exception as err:  # noqa: BLE001 - W&B's errors (no network, refused key) in one line
