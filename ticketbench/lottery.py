@@ -25,10 +25,12 @@ for none) and ``self.log(test_metric, ...)`` in ``test_step``, an accuracy as a 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -144,24 +146,27 @@ class _Arm:
     def __post_init__(self) -> None:
         self.run = RunDir.for_arm(self.out, self.experiment, self.seed, self.control.arm)
         self.imp = RunDir.for_arm(self.out, self.experiment, self.seed, TICKET.arm)
+        self.writes = _rank_zero()  # under DDP every rank trains; rank 0 alone writes
 
     def train(self) -> RunDir:
         ex, first = self.experiment, 0 if self.control is TICKET else 1
-        with self.run.lock():
-            remove_partial_writes(self.run.path)
+        with self.run.lock() if self.writes else contextlib.nullcontext():
             roles, _ = ex.pruning()
-            module = type(self._module(self.seed)).__qualname__
-            self.run.start(ex, self.seed, self.control.arm, first, roles, control=self.control.name, module=module)
-            self.run.records()  # every finished record checked before anything is written
-            if self.wandb is not None and self.wandb.mode != "off":
+            if self.writes:
+                remove_partial_writes(self.run.path)
+                module = type(self._module(self.seed)).__qualname__
+                self.run.start(ex, self.seed, self.control.arm, first, roles, control=self.control.name,
+                               module=module)
+            records = self.run.records() if self.run.path.is_dir() else []  # all checked before anything is written
+            stopped = any(r["diverged"] for r in records)
+            todo = [] if stopped else [lvl for lvl in range(first, ex.levels) if not self.run.has_level(lvl)]
+            if self.writes and self.wandb is not None and self.wandb.mode != "off":
                 self.tracker = Tracker(self.run, ex, self.seed, self.wandb)
             failed = True
             try:
-                for level in range(first, ex.levels):
-                    if self.run.diverged_level() is not None:
+                for level in todo:
+                    if not self._level(level):  # diverged
                         break
-                    if not self.run.has_level(level):
-                        self._level(level)
                 if self.tracker:
                     self.tracker.experiment_done()
                 failed = False
@@ -175,14 +180,15 @@ class _Arm:
         L.seed_everything(seed % 2**32, verbose=False)  # Lightning takes 32-bit seeds
         return self.make_module()
 
-    def _level(self, level: int) -> None:
+    def _level(self, level: int) -> bool:
+        """Train ``level``; False when it diverged (the arm stops)."""
         ex, rewound = self.experiment, level > 0
         module = self._module(self.control.init_seed(self.seed))
         if rewound and not self.control.fresh_init:
             module.load_state_dict(self.imp.load_rewind())
         names = LotteryTicket(ex.prune).names(module)
         masks = self._masks(level, module, names)
-        if level == 0 or self.control is not TICKET:  # the ticket's later masks were saved by the level before
+        if self.writes and (level == 0 or self.control is not TICKET):  # later ticket masks: the level before
             self.run.save_masks(level, masks)
         start = ex.rewind_step if rewound else 0
         ticket = LotteryTicket(names, masks=masks, start_step=start, monitor=ex.monitor, mode=ex.mode,
@@ -202,6 +208,9 @@ class _Arm:
             module.load_state_dict(ticket.best_state)
             early = self._test(trainer, module)
             module.load_state_dict(last)
+        if not self.writes:
+            trainer.strategy.barrier("level written")  # rank 0 has written what the next level reads
+            return not diverged
         if level == 0:
             self.run.save_rewind(ticket.rewind_state)
             if self.tracker:
@@ -224,6 +233,8 @@ class _Arm:
         if self.tracker:
             self.tracker.level_done(record, self.run.records(), self.run.mask_path(level))
         self.echo(level_line(record))
+        trainer.strategy.barrier("level written")
+        return not diverged
 
     def _masks(self, level: int, module: L.LightningModule, names: list[str]) -> Masks:
         if level == 0:
@@ -248,6 +259,12 @@ class _Arm:
             raise ConfigError(f"LotteryExperiment: test_metric {metric!r} is {value}; log an accuracy as a fraction "
                               "in [0, 1]")
         return value
+
+
+def _rank_zero() -> bool:
+    """Whether this process is the first of a distributed run (or the only one): every rank a
+    launcher sets (torchrun, Lightning's DDP on this node and the others, SLURM) is 0 or unset."""
+    return all(int(os.environ.get(key) or 0) == 0 for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 class _Shifted(Logger):
