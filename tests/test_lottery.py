@@ -205,3 +205,27 @@ def test_each_arm_logs_to_its_own_wandb_run_offline(tmp_path: Path) -> None:
     assert sorted(a.type for a in imp.artifacts if a.type != "run_table") == ["masks", "masks", "model"]
     assert imp.exit_code == 0
     assert [h["trainer/global_step"] for h in logged["random-prune"].history if "val_loss" in h] == [72, 84, 96]
+
+
+def test_an_experiment_under_ddp_is_written_once_by_rank_0(tmp_path: Path) -> None:
+    """tests/ddp_lottery.py: the experiment with two DDP ranks on the CPU (gloo). Every rank trains
+    every level; rank 0 alone locks and writes, and a barrier after each level keeps the other
+    rank from reading what is not written yet (run three times: the start of an arm is where the
+    ranks would race)."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).with_name("ddp_lottery.py")
+    for attempt in range(3):
+        out = tmp_path / f"attempt{attempt}"
+        result = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=600,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs = _runs(out)
+        assert [r["level"] for r in runs["imp"].records()] == [0, 1, 2]
+        assert [r["level"] for r in runs["random-prune"].records()] == [1, 2]
+        assert result.stdout.count("[imp seed 0] level") == 3, "one line per level: rank 0 alone reports"
+        for level in (1, 2):
+            shuffled, ticket = (load_masks(runs[a].mask_path(level)) for a in ("random-prune", "imp"))
+            assert all(int(shuffled[n].sum()) == int(ticket[n].sum()) for n in ticket)

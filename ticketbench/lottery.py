@@ -157,6 +157,8 @@ class _Arm:
                 module = type(self._module(self.seed)).__qualname__
                 self.run.start(ex, self.seed, self.control.arm, first, roles, control=self.control.name,
                                module=module)
+            else:
+                _wait_for(self.run.path / "meta.json")
             records = self.run.records() if self.run.path.is_dir() else []  # all checked before anything is written
             stopped = any(r["diverged"] for r in records)
             todo = [] if stopped else [lvl for lvl in range(first, ex.levels) if not self.run.has_level(lvl)]
@@ -259,6 +261,15 @@ class _Arm:
             raise ConfigError(f"LotteryExperiment: test_metric {metric!r} is {value}; log an accuracy as a fraction "
                               "in [0, 1]")
         return value
+
+
+def _wait_for(path: Path, seconds: float = 300) -> None:
+    """On ranks > 0: until rank 0 has written ``path`` (the start of an arm has no collective yet)."""
+    deadline = time.monotonic() + seconds
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise RunError(f"{path} did not appear within {seconds:.0f} s: rank 0 of this DDP run is not writing")
+        time.sleep(0.1)
 
 
 def _rank_zero() -> bool:
