@@ -28,7 +28,7 @@ from torch import nn
 
 from ticketbench.atomic import remove_partial_writes
 from ticketbench.config import TaskConfig
-from ticketbench.controls import CONTROLS, TICKET, Control
+from ticketbench.controls import CONTROLS, TICKET
 from ticketbench.data import BatchStream, load_arrays, make_split
 from ticketbench.data.tensors import DeviceSplit, ReplicaData
 from ticketbench.models import build_model
@@ -61,8 +61,9 @@ class Start:
     about: dict = field(default_factory=dict)  # extra fields for the level's record
 
 
-def starting_point(task: TaskConfig, seed: int, control: Control, level: int, run: RunDir, imp: RunDir) -> Start:
-    """The start of ``level`` of one arm."""
+def starting_point(task: TaskConfig, seed: int, name: str, level: int, run: RunDir, imp: RunDir) -> Start:
+    """The start of ``level`` of the arm of control ``name`` (``none``: the winning tickets)."""
+    control = CONTROLS[name]
     optimizer_state = None
     model = build_model(task.model, control.init_seed(seed))
     if level > 0 and not control.fresh_init:
@@ -210,7 +211,7 @@ def imp_arm(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
 
     first = 0 if chosen is TICKET else 1
     arm = Arm(seed, chosen.arm, run, list(range(first, task.levels)),
-              lambda level, _: starting_point(task, seed, chosen, level, run, imp), after,
+              lambda level, _: starting_point(task, seed, control, level, run, imp), after,
               f"all {task.levels} levels already finished",
               lambda: run.start(task, seed, chosen.arm, first,
                                 pruned_tensors(build_model(task.model, seed), task.pruning), control=control))
