@@ -45,11 +45,11 @@ from ticketbench.atomic import remove_partial_writes
 from ticketbench.callback import LotteryTicket
 from ticketbench.config import NAME, ConfigError, PruningConfig
 from ticketbench.controls import CONTROLS, TICKET, Control
-from ticketbench.pruning.masks import Masks, layer_remaining_percent, remaining_percent
+from ticketbench.pruning.masks import Masks, full_masks, layer_remaining_percent, remaining_percent
 from ticketbench.pruning.schedule import next_masks
 from ticketbench.runs import RunDir, RunError
 from ticketbench.tracking import Tracker
-from ticketbench.training.imp import level_line
+from ticketbench.training.imp import level_line, require_ticket
 from ticketbench.wandb_mode import WandbOptions, resolve_mode
 
 JSON_SCALARS = (str, int, float, bool, type(None))
@@ -240,12 +240,10 @@ class _Arm:
 
     def _masks(self, level: int, module: L.LightningModule, names: list[str]) -> Masks:
         if level == 0:
-            return {n: torch.ones_like(module.get_parameter(n), dtype=torch.bool) for n in names}
+            return full_masks(module, names)
         if self.control is TICKET:
             return self.run.load_masks(level, module, names)
-        if not self.imp.mask_path(level).is_file():
-            raise RunError(f"level {level} of the {self.control.name} control needs the winning-ticket mask "
-                           f"{self.imp.mask_path(level)}; train the winning tickets first")
+        require_ticket(self.imp, level, self.control.name)
         return self.control.masks(self.imp.load_masks(level, module, names), self.seed, level)
 
     def _test(self, trainer: L.Trainer, module: L.LightningModule) -> float:
