@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from alternatives import modelpruning_level, torch_prune_level
+from alternatives import lottery_ticket_level, modelpruning_level, torch_prune_level
 from workload import Workload, adam, bare_level, loss_and_accuracy, masked_steps
 
 from ticketbench.data.tensors import ReplicaData
@@ -52,7 +52,7 @@ def test_step(measure, step_workload, loop) -> None:
     assert accuracy > TRAINED
 
 
-@pytest.mark.parametrize("loop", ["bare", "bare-unfused", "ticketbench", "torch-prune", "modelpruning"])
+@pytest.mark.parametrize("loop", ["bare", "bare-unfused", "ticketbench", "torch-prune", "modelpruning", "lottery-ticket"])
 @rounds
 def test_level(measure, level_workload, loop) -> None:
     w = level_workload
@@ -64,6 +64,7 @@ def test_level(measure, level_workload, loop) -> None:
         "ticketbench": lambda m, r: _level_ticketbench(w),
         "torch-prune": lambda m, r: torch_prune_level(m, w.masks, split, r, w.task),
         "modelpruning": lambda m, r: modelpruning_level(m, w.masks, split, r, w.task),
+        "lottery-ticket": lambda m, r: lottery_ticket_level(m, w.masks, split, r, w.task),
     }
     assert measure(f"level-{loop}", runs[loop], lambda: (w.model(), w.rows())) > TRAINED
 

@@ -125,14 +125,22 @@ class LotteryTicket(L.Callback):
                                                                              strict=True)]
         self._enforce()
         self._handles = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers]
-        if self.rewind_step == self.step and self.rewind_state is None:
+        if self.rewind_step == self.step and not self.captured:
             self._capture(trainer, pl_module)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    @property
+    def captured(self) -> bool:
+        """Whether θ_k has been captured."""
+        return self.rewind_state is not None
+
+    def _remove_hooks(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        if self.rewind_step is not None and self.rewind_state is None:
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._remove_hooks()
+        if self.rewind_step is not None and not self.captured:
             raise ConfigError(f"LotteryTicket: the fit ended at step {self.step}, before rewind_step "
                               f"{self.rewind_step}; train longer or rewind earlier")
 
@@ -146,7 +154,7 @@ class LotteryTicket(L.Callback):
     def _after_step(self, *_: object) -> None:
         self._enforce()
         self.step += 1
-        if self.step == self.rewind_step and self.rewind_state is None:
+        if self.step == self.rewind_step and not self.captured:
             self._capture(self._trainer, self._module)
 
     def _capture(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -1,19 +1,22 @@
-"""The pruning/rewinding callback: masks enforced after every optimizer step, θ_k captured at
-the rewind step, and the weights at minimum validation loss kept for the early-stop test, for
-each of the K replicas being trained."""
+"""The public :class:`~ticketbench.LotteryTicket` callback specialised to the suite's
+:class:`~ticketbench.training.module.Classifier`, which trains K stacked replicas at once: one
+mask, rewind point and early-stop point per replica."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
-import torch
-from torch.utils.hooks import RemovableHandle
 
+from ticketbench.callback import LotteryTicket
 from ticketbench.faults import fault_point
 from ticketbench.pruning.masks import Masks
 from ticketbench.training.replicas import Replicas, State
+
+PREFIX = "model.net."  # where the Classifier keeps the replicas' (stacked) tensors
 
 
 @dataclass
@@ -29,71 +32,50 @@ class ReplicaPoints:
     diverged: bool = False
 
 
-@dataclass(eq=False)
-class PruneRewind(L.Callback):
-    """Keeps the pruned weights at exactly zero and records the points of interest of a level.
+class ReplicaTickets(LotteryTicket):
+    """:class:`LotteryTicket` over the K replicas of a ``Classifier``.
 
-    - Masks (one per replica): applied at the start of training and re-applied in place after
-      every optimizer step by one fused ``torch._foreach_mul_`` (an optimizer step post-hook), so
-      weight decay and momentum can never revive a pruned weight.
-    - Rewind point: when ``capture_step`` is reached, each replica's parameters and buffers are
-      copied (θ_k) with its optimizer state; a level that resumes optimizer states gets them as
-      ``initial_optimizer_states``, loaded before its first step.
-    - Early stop: after each validation on the ``eval_every`` cadence, each replica keeps the step
-      and weights of its lowest validation loss so far (the earliest one on ties). A NaN or
-      infinite validation loss, or training loss of a block of steps, marks a replica as diverged;
-      training stops when all have.
+    The masks, their enforcement after every optimizer step and the step count are the parent's,
+    applied to the stacked tensors (replica k's mask is slice k). What differs is per replica:
+    θ_k and the optimizer state at the rewind step are split into one state per replica; the
+    early-stop point is each replica's lowest validation loss (the earliest on ties), read from
+    the module's per-replica ``val_loss`` / ``val_acc`` after each validation; a NaN or infinite
+    validation loss, or mean training loss of a block of steps, marks a replica as diverged, and
+    training stops when all have. ``initial_optimizer_states`` (one per replica) are loaded before
+    the first step of a level that resumes them.
     """
 
-    masks: list[Masks]
-    eval_every: int
-    capture_step: int | None = None
-    initial_optimizer_states: list[dict] | None = None
-    points: list[ReplicaPoints] = field(default_factory=list)
-    _handles: list[RemovableHandle] = field(default_factory=list, repr=False)
+    def __init__(self, model: Replicas, masks: list[Masks], *, start_step: int, rewind_step: int | None,
+                 initial_optimizer_states: list[dict] | None = None) -> None:
+        stacked = {PREFIX + n: m for n, m in model.stack(masks).items()}
+        super().__init__(list(stacked), masks=stacked, rewind_step=rewind_step, rewind_optimizer=True,
+                         start_step=start_step)
+        self.model, self.initial_optimizer_states = model, initial_optimizer_states
+        self.points = [ReplicaPoints() for _ in range(model.size)]
+
+    @property
+    def captured(self) -> bool:
+        return self.points[0].rewind_state is not None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        model: Replicas = pl_module.model
-        self.points = [ReplicaPoints() for _ in range(model.size)]
-        stacked = model.stack(self.masks)
-        params = [model.tensor(n) for n in stacked]
-        factors = [m.to(device=p.device, dtype=p.dtype) for m, p in zip(stacked.values(), params, strict=True)]
-
-        def enforce(*_: object) -> None:
-            with torch.no_grad():
-                torch._foreach_mul_(params, factors)
-
-        enforce()
         if self.initial_optimizer_states is not None:
-            trainer.optimizers[0].load_state_dict(model.stack_optimizer_state(self.initial_optimizer_states))
-        self._handles = [opt.register_step_post_hook(enforce) for opt in trainer.optimizers]
-        self._maybe_capture(pl_module)
+            trainer.optimizers[0].load_state_dict(self.model.stack_optimizer_state(self.initial_optimizer_states))
+        super().on_train_start(trainer, pl_module)
+
+    def _capture(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        optimizer_states = self.model.split_optimizer_state(trainer.optimizers[0].state_dict())
+        for k, point in enumerate(self.points):
+            point.rewind_state, point.rewind_optimizer_state = self.model.state(k), optimizer_states[k]
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: object) -> None:
-        self._maybe_capture(pl_module)
         # one host read per block of steps: a non-finite training loss is divergence on every task,
         # with or without a validation split
         for point, loss in zip(self.points, pl_module.train_loss.tolist(), strict=True):
             point.diverged = point.diverged or not math.isfinite(loss)
         self._stop_when_all_diverged(trainer)
 
-    def _stop_when_all_diverged(self, trainer: L.Trainer) -> None:
-        if all(p.diverged for p in self.points):
-            trainer.should_stop = True
-
-    def _maybe_capture(self, pl_module: L.LightningModule) -> None:
-        if self.capture_step is None or pl_module.step != self.capture_step or self.points[0].rewind_state is not None:
-            return
-        model: Replicas = pl_module.model
-        optimizer_states = model.split_optimizer_state(pl_module.trainer.optimizers[0].state_dict())
-        for k, point in enumerate(self.points):
-            point.rewind_state, point.rewind_optimizer_state = model.state(k), optimizer_states[k]
-
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        step = pl_module.step
-        if trainer.sanity_checking or (step % self.eval_every and step != pl_module.blocks.stop):
-            return
-        fault_point(f"level {pl_module.level} step {step}")
+        fault_point(f"level {pl_module.level} step {self.step}")
         if not pl_module.data.y_val.shape[1]:  # no validation split
             return
         losses, accs = pl_module.val_loss.tolist(), pl_module.val_acc.tolist()
@@ -103,11 +85,23 @@ class PruneRewind(L.Callback):
             if not math.isfinite(loss):
                 point.diverged = True
             elif loss < point.best_val_loss:
-                point.best_step, point.best_val_loss, point.best_val_acc = step, loss, acc
-                point.best_state = pl_module.model.state(k)
+                point.best_step, point.best_val_loss, point.best_val_acc = self.step, loss, acc
+                point.best_state = self.model.state(k)
         self._stop_when_all_diverged(trainer)
 
+    def _stop_when_all_diverged(self, trainer: L.Trainer) -> None:
+        if all(p.diverged for p in self.points):
+            trainer.should_stop = True
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        if all(p.diverged for p in self.points):  # stopped before the rewind step: nothing to rewind to
+            self._remove_hooks()
+            return
+        super().on_train_end(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {"points": [dataclasses.asdict(p) for p in self.points]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.points = [ReplicaPoints(**p) for p in state_dict["points"]]

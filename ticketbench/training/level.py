@@ -15,7 +15,7 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 from ticketbench.config import TaskConfig
 from ticketbench.data.tensors import BatchStream, ReplicaData
 from ticketbench.pruning.masks import Masks
-from ticketbench.training.callback import PruneRewind
+from ticketbench.training.callback import ReplicaTickets
 from ticketbench.training.module import Blocks, Classifier, train_accuracy
 from ticketbench.training.progress import StepProgressBar
 from ticketbench.training.replicas import Replicas, State
@@ -50,7 +50,7 @@ class Fitted:
 
     trainer: L.Trainer
     module: Classifier
-    callback: PruneRewind
+    callback: ReplicaTickets
 
 
 @dataclass
@@ -78,10 +78,11 @@ def fit_level(plan: LevelPlan) -> Fitted:
     """The training of a level (see :func:`train_level`), without the evaluations that follow it."""
     task, data = plan.task, plan.data
     cadence = list(range(task.eval_every, task.max_steps, task.eval_every))
-    blocks = Blocks(plan.streams, plan.start_step, task.max_steps, cadence + [task.rewind_step])
+    blocks = Blocks(plan.streams, plan.start_step, task.max_steps, cadence)
     module = Classifier(plan.model, data, blocks, task.optimizer, plan.level)
-    callback = PruneRewind(plan.masks, task.eval_every, task.rewind_step if plan.capture_rewind else None,
-                           plan.optimizer_states)
+    callback = ReplicaTickets(plan.model, plan.masks, start_step=plan.start_step,
+                              rewind_step=task.rewind_step if plan.capture_rewind else None,
+                              initial_optimizer_states=plan.optimizer_states)
     callbacks: list[L.Callback] = [callback] + ([StepProgressBar(plan.progress)] if plan.progress else [])
     trainer = L.Trainer(
         accelerator=data.device.type, devices=1, max_epochs=1, val_check_interval=1,

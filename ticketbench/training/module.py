@@ -2,9 +2,10 @@
 
 Each ``training_step`` receives a block of batch indices (one row per optimizer step, one batch
 per replica) and runs all of those steps, so Lightning's per-batch bookkeeping is paid once per
-block rather than once per step. Blocks end where validation is due (every ``eval_every`` steps)
-and at the rewind step, so the callback sees every point it must act on. Losses and accuracies
-are kept per replica ([K] tensors) and read by the host only when validation or logging needs them.
+block rather than once per step. Blocks end where validation is due (every ``eval_every`` steps);
+the callback acts between steps through the optimizer's step hooks (masks, the rewind point).
+Losses and accuracies are kept per replica ([K] tensors) and read by the host only when
+validation or logging needs them.
 """
 
 from __future__ import annotations
