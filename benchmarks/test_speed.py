@@ -52,7 +52,8 @@ def test_step(measure, step_workload, loop) -> None:
     assert accuracy > TRAINED
 
 
-@pytest.mark.parametrize("loop", ["bare", "bare-unfused", "ticketbench", "torch-prune", "modelpruning", "lottery-ticket"])
+@pytest.mark.parametrize("loop", ["bare", "bare-unfused", "ticketbench", "torch-prune", "modelpruning",
+                                  "lottery-ticket"])
 @rounds
 def test_level(measure, level_workload, loop) -> None:
     w = level_workload

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,14 @@ from ticketbench.compare import markdown, points
 from ticketbench.controls import ARMS
 from ticketbench.pruning.masks import layer_remaining_percent, load_masks, remaining_percent
 from ticketbench.report import level_table
-from ticketbench.runs import RunDir
+from ticketbench.run_schema import ANALYSIS_ARMS
+from ticketbench.runs import RunDir, StabilityDir
 from ticketbench.scoring import load_run_set
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-RUNS = sorted(p.parent for p in RESULTS.glob("*/*/meta.json"))
+ALL = sorted(p.parent for p in RESULTS.glob("*/*/meta.json"))
+ANALYSES = [p for p in ALL if json.loads((p / "meta.json").read_text())["arm"] in ANALYSIS_ARMS]
+RUNS = [p for p in ALL if p not in ANALYSES]
 TASKS = sorted({p.parent for p in RUNS})
 IN_PROGRESS = sorted(p.parent for p in RESULTS.glob("in-progress/*/*/meta.json"))
 
@@ -45,3 +49,19 @@ def test_results_readme_table_is_generated_from_the_records(task_dir: Path) -> N
 def test_method_comparison_is_generated_from_the_records(task_dir: Path) -> None:
     run_set = load_run_set([task_dir])
     assert markdown(run_set, points(run_set)) == (task_dir / "COMPARE.md").read_text()
+
+
+@pytest.mark.parametrize("path", ANALYSES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_analysed_points_match_their_imp_masks_and_copies(path: Path) -> None:
+    run = StabilityDir(path)
+    meta, records = run.meta(), run.point_records()
+    assert records, "a committed analysis has at least one analysed point"
+    imp = RunDir(path.parent / f"imp-seed{meta['seed']}-{meta['fingerprint']}")
+    for rec in records:
+        expected = 100.0 if rec["level"] == 0 else remaining_percent(load_masks(imp.mask_path(rec["level"])))
+        assert rec["weights_remaining_percent"] == pytest.approx(expected)
+        ends = (rec["test_error"][0] + rec["test_error"][-1]) / 2
+        assert rec["instability_test"] == pytest.approx(max(rec["test_error"]) - ends)
+        if rec["bn"] == "none":  # the endpoints are the trained copies themselves
+            assert [1 - rec["test_error"][0], 1 - rec["test_error"][-1]] == pytest.approx(rec["copy_test_acc_final"],
+                                                                                          abs=1e-6)

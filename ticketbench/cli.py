@@ -88,8 +88,8 @@ def _override_options() -> argparse.ArgumentParser:
     return options
 
 
-def _training_options() -> argparse.ArgumentParser:
-    """How runs train and where they write: shared by ``run`` and ``sweep`` (which passes them on)."""
+def _method_options() -> argparse.ArgumentParser:
+    """How a --method run prunes: shared by ``run`` and ``sweep`` (which passes them on)."""
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--densities", default="51.2,21.0,8.6,3.5,1.4", metavar="P,...",
                          help="with --method: %% of weights remaining, one level each (default: 51.2,21.0,8.6,3.5,1.4)")
@@ -98,6 +98,12 @@ def _training_options() -> argparse.ArgumentParser:
     options.add_argument("--iterative", action="store_true",
                          help="with --method: each density starts from the previous level's mask "
                               "(decreasing densities)")
+    return options
+
+
+def _training_options() -> argparse.ArgumentParser:
+    """How runs train and where they write: shared by ``run``, ``sweep`` and ``instability``."""
+    options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--deterministic", action="store_true",
                          help="deterministic kernels only, so that a GPU run repeats bit for bit (slower on a GPU; "
                               "CPU runs repeat without it); recorded in every level record")
@@ -145,12 +151,67 @@ def _sweep_parser(sub: argparse._SubParsersAction, parents: list[argparse.Argume
                        help="any further sbatch option, e.g. --sbatch account=lab --sbatch qos=low (repeatable)")
 
 
+def _instability_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser],
+                        task_help: str) -> None:
+    from ticketbench.interpolation import BN_MODES
+
+    stab = sub.add_parser("instability", parents=parents,
+                          help="linear mode connectivity: error along the path between two copies trained from θ_k")
+    stab.add_argument("task", nargs="?", default="mnist1d-mlp", help=task_help)
+    stab.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
+    stab.add_argument("--at-levels", default="0", metavar="L[,L...]",
+                      help="0: the dense network; L > 0: the subnetwork of IMP level L of this task and seed "
+                           "(its winning-ticket run must have reached it) (default: 0)")
+    stab.add_argument("--control", default="none", metavar="ARM[,ARM...]",
+                      help=f"for levels > 0: {' | '.join(CONTROLS)}, the subnetworks of which arms (default: none)")
+    stab.add_argument("--rewind-steps", metavar="K[,K...]",
+                      help="the steps k the dense network is rewound to (default: the task's rewind_step); "
+                           "subnetworks use the rewind step of their IMP run")
+    stab.add_argument("--points", type=_path_points, default=30, help="points on the path, endpoints included "
+                                                                      "(default 30, as the paper)")
+    stab.add_argument("--bn", choices=BN_MODES, default="recompute",
+                      help="BatchNorm statistics along the path: re-estimated on training batches at every point "
+                           "(default) or interpolated with the weights; ignored without BatchNorm")
+    stab.add_argument("--same-noise", action="store_true",
+                      help="negative control: both copies draw the same data order (instability must be 0)")
+    stab.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                      help="show Lightning's progress bar (default: when stderr is a terminal)")
+
+
+def _path_points(text: str) -> int:
+    value = _positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a path needs at least 2 points, got {text!r}")
+    return value
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    parts = [v.strip() for v in text.split(",")]
+    values = [int(v) for v in parts] if all(DIGITS.fullmatch(v) for v in parts) else []
+    if not values:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated whole numbers >= 0, e.g. 0,3,7")
+    return list(dict.fromkeys(values))
+
+
+def _instability(args: argparse.Namespace) -> None:
+    from ticketbench.training.stability import Analysis, plan_points
+
+    task = resolve_task(args)
+    levels = _int_list(args.at_levels, "--at-levels")
+    steps = None if args.rewind_steps is None else _int_list(args.rewind_steps, "--rewind-steps")
+    points = plan_points(task, levels, _controls(args.control), steps)
+    wandb, progress = _training_setup(args)
+    analysis = Analysis(task, args.seed, args.out, args.same_noise, args.bn, args.points, progress, wandb=wandb)
+    analysis.analyse(points, args.data_dir)
+    print(f"run directory: {analysis.run.path}")
+
+
 def parser() -> argparse.ArgumentParser:
     top = Parser(prog="ticketbench", description="Lottery Ticket Hypothesis benchmarks.")
     sub = top.add_subparsers(dest="command", required=True)
-    overrides, training = _override_options(), _training_options()
+    overrides, training, method = _override_options(), _training_options(), _method_options()
     task_help = f"task name ({', '.join(task_names())}) or a task YAML file (default: mnist1d-mlp)"
-    run = sub.add_parser("run", parents=[overrides, training],
+    run = sub.add_parser("run", parents=[overrides, training, method],
                          help="train the levels of one arm of a task (resumes a finished prefix)")
     run.add_argument("task", nargs="?", default="mnist1d-mlp", help=task_help)
     run.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
@@ -164,7 +225,8 @@ def parser() -> argparse.ArgumentParser:
                      help="prune once per density with a registered method (ticketbench methods) instead of IMP")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="show Lightning's progress bar (default: when stderr is a terminal)")
-    _sweep_parser(sub, [overrides, training])
+    _sweep_parser(sub, [overrides, training, method])
+    _instability_parser(sub, [overrides, training], task_help)
     sub.add_parser("list", aliases=["tasks"], help="the benchmark tasks: protocol and time per level")
     sub.add_parser("methods", help="the registered pruning methods (built in and installed plug-ins)")
     show = sub.add_parser("show", parents=[overrides], help="the fully resolved configuration of a task")
@@ -244,8 +306,10 @@ def _verdicts(args: argparse.Namespace) -> int:
         print(f"wrote {out / 'verdicts.json'} and VERDICTS.md")
         return 0
     if args.command == "report":
+        from ticketbench.path_figures import path_figures
+
         out.mkdir(parents=True, exist_ok=True)
-        for path in figures(results, run_set, out):
+        for path in figures(results, run_set, out) + path_figures(run_set, out):
             print(f"wrote {path}")
         return 0
     allowed = {i for i in args.allow_fail.split(",") if i}
@@ -368,20 +432,27 @@ def _quiet_lightning() -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from ticketbench.seeding import use_deterministic_kernels  # heavy imports only when training
-    from ticketbench.training.imp import run_arms
-    from ticketbench.wandb_mode import check_reachable, resolve_mode
+    from ticketbench.training.imp import run_arms  # heavy imports only when training
 
     task, arms = _plan(args)
+    wandb, progress = _training_setup(args)
+    for run in run_arms(task, arms, args.data_dir, progress, wandb=wandb):
+        print(f"run directory: {run.path}")
+
+
+def _training_setup(args: argparse.Namespace) -> tuple[WandbOptions, bool]:
+    """What ``run`` and ``instability`` set up before training: quiet Lightning, deterministic
+    kernels when asked, the W&B options (online checked to be reachable), the progress bar."""
+    from ticketbench.seeding import use_deterministic_kernels
+    from ticketbench.wandb_mode import check_reachable, resolve_mode
+
     _quiet_lightning()
     if args.deterministic:
         use_deterministic_kernels()
     wandb = _wandb_options(args, resolve_mode(args.wandb))
     if wandb.mode == "online":
         check_reachable()
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    for run in run_arms(task, arms, args.data_dir, progress, wandb=wandb):
-        print(f"run directory: {run.path}")
+    return wandb, sys.stderr.isatty() if args.progress is None else args.progress
 
 
 def _wandb_options(args: argparse.Namespace, mode: str | None = None) -> WandbOptions:
@@ -507,6 +578,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _verdicts(args)
     elif args.command == "sweep":
         return _sweep(args)
+    elif args.command == "instability":
+        _instability(args)
     elif args.command == "table":
         from ticketbench.report import level_table, mean_table
 
@@ -524,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
             return _dispatch(args)
     except Interrupted as stop:
         what = "every finished level is kept: run the same command to resume" if args and args.command in (
-            "run", "sweep") else "nothing was left half-written"
+            "run", "sweep", "instability") else "nothing was left half-written"
         print(f"ticketbench: stopped by {stop.name}; {what}", file=sys.stderr)
         return stop.exit_code
     except (ConfigError, DataError, RunError) as err:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ticketbench.runs import RunDir
+from ticketbench.run_schema import ANALYSIS_ARMS
+from ticketbench.runs import RunDir, StabilityDir
 from ticketbench.tracking import offline_runs, unsynced
 
 
@@ -26,13 +27,21 @@ def run_status(meta: dict[str, Any], records: list[dict[str, Any]]) -> str:
 
 
 def run_row(run: RunDir) -> dict[str, str]:
-    """One run directory as display strings for ``ticketbench runs``."""
-    meta, records = run.meta(), run.records()
-    asked = _levels_asked(meta)
-    done = f"{len(records)}/{asked}" if asked is not None else str(len(records))
+    """One run directory as display strings for ``ticketbench runs``; for an instability analysis
+    the points analysed of those asked, and the density of the last one."""
+    meta = run.meta()
+    if meta["arm"] in ANALYSIS_ARMS:
+        records = StabilityDir(run.path).point_records()
+        asked: int | None = len(meta.get("points", [])) or None
+        status = "complete" if asked is not None and len(records) >= asked else "incomplete"
+        unit = " points"
+    else:
+        records, asked, unit = run.records(), _levels_asked(meta), ""
+        status = run_status(meta, records)
+    done = (f"{len(records)}/{asked}" if asked is not None else str(len(records))) + unit
     last = records[-1] if records else None
     segments, pending = len(offline_runs(run)), len(unsynced(run))
     wandb = f"{segments} offline, {pending} to sync" if segments else "-"
     return {"task": meta["task"], "run": str(run.path), "arm": meta["arm"], "seed": str(meta["seed"]),
             "levels": done, "P_m now": f"{last['weights_remaining_percent']:.1f}%" if last else "-",
-            "status": run_status(meta, records), "W&B": wandb}
+            "status": status, "W&B": wandb}

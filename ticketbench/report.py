@@ -113,8 +113,8 @@ def verdict_text(results: list[ClaimResult]) -> str:
 
 def verdict_markdown(results: list[ClaimResult], run_set: RunSet) -> str:
     """The Markdown report: which runs, then one row per claim with its statement and source."""
-    seeds = sorted(run_set.seeds)
-    arms = sorted({a for s in run_set.seeds.values() for a in s})
+    seeds = run_set.all_seeds
+    arms = sorted({a for s in [*run_set.seeds.values(), *run_set.paths.values()] for a in s})
     lines = [f"# Verdicts: {run_set.task}", "",
              f"Configuration `{run_set.fingerprint}`; seeds {', '.join(map(str, seeds))}; arms {', '.join(arms)}.",
              "Measured values are the mean over seeds with a 95% Student-t interval; accuracies in %, "

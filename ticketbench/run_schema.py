@@ -5,9 +5,12 @@ one line naming the file and the field instead of being scored or trained on."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ANALYSIS_ARMS = ("instability", "instability-same-noise")  # the arms of instability analyses
+STABLE_BELOW = 0.02  # Frankle et al. 2020: a pair is stable when its instability is below 2 percentage points
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
@@ -65,3 +68,35 @@ def check(schema: type[BaseModel], data: Any, path: Path) -> dict[str, Any]:
         field = ".".join(map(str, first["loc"])) or "(top level)"
         raise ValueError(f"{path}: field {field!r}: {first['msg']} (found {first.get('input')!r})") from None
     return data
+
+
+class PathRecord(BaseModel):
+    """One analysed point of an instability analysis: the error along the linear path between
+    two copies trained from the same θ_k (fractions in [0, 1]; one value per point α)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    task: str
+    seed: int
+    arm: str
+    level: Count
+    control: str
+    rewind_step: Count
+    weights_remaining_percent: Annotated[float, Field(gt=0.0, le=100.0, allow_inf_nan=False)]
+    bn: Literal["none", "recompute", "interpolate"]
+    alphas: Annotated[list[Fraction], Field(min_length=2)]
+    test_error: list[Fraction]
+    train_error: list[Fraction]
+    instability_test: Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
+    instability_train: Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
+    copy_test_acc_final: list[Fraction | None]
+    copy_steps: list[Count]
+    copy_diverged: list[bool]
+    seconds: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+    deterministic: bool = False
+
+    @model_validator(mode="after")
+    def _one_error_per_alpha(self) -> PathRecord:
+        if not len(self.test_error) == len(self.train_error) == len(self.alphas):
+            raise ValueError("test_error, train_error and alphas must have one value per point of the path")
+        return self

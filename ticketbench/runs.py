@@ -37,7 +37,7 @@ from torch import nn
 
 from ticketbench.atomic import atomic_write, write_json, write_text
 from ticketbench.pruning.masks import Masks, load_masks, mask_problem, save_masks
-from ticketbench.run_schema import LevelRecord, Meta, check
+from ticketbench.run_schema import LevelRecord, Meta, PathRecord, check
 
 LOCK_ATTEMPTS = 5
 
@@ -89,14 +89,14 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _on_cpu(obj: Any) -> Any:
+def on_cpu(obj: Any) -> Any:
     """A copy of nested dicts/lists of tensors with every tensor on the CPU."""
     if isinstance(obj, torch.Tensor):
         return obj.cpu()
     if isinstance(obj, dict):
-        return {k: _on_cpu(v) for k, v in obj.items()}
+        return {k: on_cpu(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_on_cpu(v) for v in obj)
+        return type(obj)(on_cpu(v) for v in obj)
     return obj
 
 
@@ -173,7 +173,7 @@ class RunDir:
         meta = self.meta()
         found = []
         for path in sorted((self.path / "levels").glob("level_*.json")):
-            rec = _read_json(path, LevelRecord, "delete it and the same command trains that level again")
+            rec = read_checked(path, LevelRecord, "delete it and the same command trains that level again")
             mine = {"task": meta["task"], "arm": meta["arm"], "seed": meta["seed"]}
             wrong = next((k for k, v in mine.items() if rec[k] != v), None)
             if path.name != f"level_{rec['level']:02d}.json" or wrong:
@@ -185,7 +185,7 @@ class RunDir:
         return found
 
     def meta(self) -> dict[str, Any]:
-        return _read_json(self.path / "meta.json", Meta, "restore it, or start a new --out")
+        return read_checked(self.path / "meta.json", Meta, "restore it, or start a new --out")
 
     def start(self, task: Protocol, seed: int, arm: str, first_level: int, pruned: dict[str, str],
               **about: Any) -> None:
@@ -240,8 +240,8 @@ class RunDir:
     def save_rewind(self, state: dict[str, torch.Tensor], optimizer_state: dict | None = None) -> None:
         """θ_k, and the optimizer state at step k when the task rewinds it too."""
         if optimizer_state is not None:
-            atomic_write(self.rewind_optimizer_path, lambda f: torch.save(_on_cpu(optimizer_state), f))
-        state = _on_cpu(state)
+            atomic_write(self.rewind_optimizer_path, lambda f: torch.save(on_cpu(optimizer_state), f))
+        state = on_cpu(state)
         atomic_write(self.rewind_path, lambda f: torch.save(state, f))
         write_text(self.rewind_digest_path, state_digest(state) + "\n")
 
@@ -265,7 +265,7 @@ class RunDir:
                       + ", or start a new --out")
             try:
                 state = torch.load(self.rewind_path, weights_only=True)
-                digest = state_digest(_on_cpu(state))
+                digest = state_digest(on_cpu(state))
             except Exception as err:  # noqa: BLE001 - truncated, not a torch file, not a state dict
                 raise RunError(f"{self.rewind_path}: not a readable rewind point ({type(err).__name__}); "
                                f"{remedy}") from None
@@ -274,7 +274,7 @@ class RunDir:
                                f"edited or damaged; {remedy}")
             return state
         if initial is not None and recorded is not None:
-            if state_digest(_on_cpu(initial)) == recorded:
+            if state_digest(on_cpu(initial)) == recorded:
                 return initial
             raise RunError(f"{self.rewind_path} is missing and the initialisation rebuilt from the seed differs from "
                            f"the one recorded in {self.rewind_digest_path.name} (another torch version?); "
@@ -294,7 +294,52 @@ class RunDir:
         write_json(self.level_path(record["level"]), record)
 
 
-def _read_json(path: Path, schema: type, remedy: str) -> dict[str, Any]:
+def point_name(k: int, level: int, control: str) -> str:
+    """The file name (without suffix) of an instability analysis point: the subnetwork of
+    ``level`` of ``control``'s arm (``none``: the winning tickets; level 0 the dense network) at k."""
+    return f"k{k:06d}-level{level:02d}-{control}"
+
+
+class StabilityDir(RunDir):
+    """The run directory of an instability analysis (see ticketbench.training.stability)::
+
+        meta.json                   as for a run; arm instability or instability-same-noise
+        points/k<K>-level<L>-<control>.json   one record per analysed point (written last)
+        copies/k<K>-level<L>-<control>-copy<C>.pt   the two trained copies (not evidence)
+    """
+
+    def point_path(self, name: str) -> Path:
+        return self.path / "points" / f"{name}.json"
+
+    def copy_path(self, name: str, copy: int) -> Path:
+        return self.path / "copies" / f"{name}-copy{copy}.pt"
+
+    def looks_like_run(self) -> bool:
+        return (self.path / "points").is_dir() or (self.path / "copies").is_dir()
+
+    def ask_points(self, names: list[str]) -> None:
+        """Add the points a command asks for to meta.json's ``points`` (what "complete" means)."""
+        meta = self.meta()
+        asked = sorted(set(meta.get("points", [])) | set(names))
+        if asked != meta.get("points"):
+            write_json(self.path / "meta.json", {**meta, "points": asked})
+
+    def point_records(self) -> list[dict[str, Any]]:
+        """Every analysed point's record, checked against the schema, its file name and meta.json."""
+        meta = self.meta()
+        found = []
+        for path in sorted((self.path / "points").glob("*.json")):
+            rec = read_checked(path, PathRecord, "delete it and the same command analyses that point again")
+            mine = (meta["task"], meta["seed"], meta["arm"])
+            if (rec["task"], rec["seed"], rec["arm"]) != mine or \
+                    path.stem != point_name(rec["rewind_step"], rec["level"], rec["control"]):
+                raise RunError(f"{path}: the record is of another point or run; a file copied from elsewhere? "
+                               "Remove it, and the same command analyses that point again")
+            found.append(rec)
+        return found
+
+
+def read_checked(path: Path, schema: type, remedy: str) -> dict[str, Any]:
     """A run directory's JSON file checked against its schema, or a :class:`RunError` naming it."""
     try:
         data = json.loads(path.read_bytes())

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ticketbench.references import Claim, Metric, References
-from ticketbench.runs import RunDir, RunError
+from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
+from ticketbench.runs import RunDir, RunError, StabilityDir
 from ticketbench.stats import FAIL, NOT_RUN, Interval, verdict
 
 Records = dict[int, dict]  # level -> record
@@ -19,12 +20,24 @@ MAX_P_M_FACTOR = 1.25
 
 @dataclass
 class RunSet:
-    """The runs of one task under one configuration: seed -> arm -> level -> record."""
+    """The runs of one task under one configuration: seed -> arm -> level -> record. ``paths``
+    holds the instability analyses' records the same way, under the arms ``instability@k<K>``,
+    ``instability-<control>@k<K>`` and ``instability-same-noise@k<K>`` (see :func:`path_arm`)."""
 
     task: str
     fingerprint: str
     runs: list[RunDir]
     seeds: dict[int, dict[str, Records]] = field(default_factory=dict)
+    paths: dict[int, dict[str, Records]] = field(default_factory=dict)
+
+    @property
+    def all_seeds(self) -> list[int]:
+        """The seeds of the level records and of the analysed paths."""
+        return sorted(self.seeds.keys() | self.paths.keys())
+
+    def arms(self, seed: int) -> dict[str, Records]:
+        """Every arm of ``seed`` a claim can read: the level records and the analysed paths."""
+        return self.seeds.get(seed, {}) | self.paths.get(seed, {})
 
     @property
     def root(self) -> Path:
@@ -77,8 +90,19 @@ def load_run_set(paths: list[Path]) -> RunSet:
     task, fingerprint = one_configuration(runs, metas)
     run_set = RunSet(task=task, fingerprint=fingerprint, runs=runs)
     for run, meta in zip(runs, metas, strict=True):
-        run_set.seeds.setdefault(meta["seed"], {})[meta["arm"]] = {r["level"]: r for r in run.records()}
+        if meta["arm"] in ANALYSIS_ARMS:
+            for rec in StabilityDir(run.path).point_records():
+                run_set.paths.setdefault(meta["seed"], {}).setdefault(path_arm(rec), {})[rec["level"]] = rec
+        else:
+            run_set.seeds.setdefault(meta["seed"], {})[meta["arm"]] = {r["level"]: r for r in run.records()}
     return run_set
+
+
+def path_arm(rec: dict) -> str:
+    """The arm name under which claims read an instability record: the analysis (``instability``
+    or ``instability-same-noise``), ``-<control>`` for subnetworks of a control, and ``@k<K>``."""
+    control = "" if rec["control"] == "none" else f"-{rec['control']}"
+    return f"{rec['arm']}{control}@k{rec['rewind_step']}"
 
 
 class Unmeasurable(Exception):
@@ -95,7 +119,8 @@ def _quantity(record: dict, name: str) -> float:
         raise Diverged(f"level {record['level']} of {record['arm']} diverged")
     if value is None:
         raise Unmeasurable(f"{name} is not recorded (e.g. no validation split)")
-    return 100.0 * value if name.endswith("acc") or "_acc_" in name else float(value)
+    percent = name.endswith("acc") or "_acc_" in name or name.startswith("instability")
+    return 100.0 * value if percent else float(value)
 
 
 def nearest_level(records: Records, p_m: float) -> dict:
@@ -144,8 +169,26 @@ def _per_level(metric: Metric, arms: dict[str, Records]) -> Callable[[dict], flo
     return lambda rec: partner(rec) / _quantity(rec, q)
 
 
+def stable_from(metric: Metric, arms: dict[str, Records]) -> tuple[float, str]:
+    """The rewind step k from which on the subnetwork nearest ``metric.p_m`` of the analysis
+    ``metric.arm`` is stable: the smallest analysed k whose instability (test) is below 2 pp, as
+    it is at every larger analysed k."""
+    prefix = f"{metric.arm}@k"
+    steps = sorted(int(name[len(prefix):]) for name in arms if name.startswith(prefix))
+    if not steps:
+        raise Unmeasurable(f"no instability analysis {metric.arm!r} was run")
+    stable = {k: _quantity(nearest_level(arms[f"{prefix}{k}"], metric.p_m or 100.0), "instability_test")
+              < 100 * STABLE_BELOW for k in steps}
+    if not stable[steps[-1]]:
+        raise Unmeasurable(f"unstable at every analysed k up to {steps[-1]}; analyse later rewind steps")
+    first = next(k for i, k in enumerate(steps) if all(stable[j] for j in steps[i:]))
+    return float(first), f"analysed k: {', '.join(map(str, steps))}"
+
+
 def measure(metric: Metric, arms: dict[str, Records]) -> tuple[float, str]:
     """The claim's value for one seed and where it was read ("level 7, P_m 21.0%")."""
+    if metric.quantity == "stable_from_step":
+        return stable_from(metric, arms)
     if metric.arm not in arms:
         raise Unmeasurable(f"arm {metric.arm!r} was not run")
     levels = _levels(arms[metric.arm], metric)
@@ -184,9 +227,9 @@ class ClaimResult:
 def score_claim(claim: Claim, run_set: RunSet) -> ClaimResult:
     per_seed: dict[int, float | None] = {}
     wheres, reasons, diverged = set(), set(), []
-    for seed, arms in sorted(run_set.seeds.items()):
+    for seed in run_set.all_seeds:
         try:
-            per_seed[seed], where = measure(claim.metric, arms)
+            per_seed[seed], where = measure(claim.metric, run_set.arms(seed))
             wheres.add(where)
         except Diverged as err:
             per_seed[seed] = None
@@ -200,7 +243,7 @@ def score_claim(claim: Claim, run_set: RunSet) -> ClaimResult:
     if not values:
         return ClaimResult(claim, NOT_RUN, per_seed, None, where, "; ".join(sorted(reasons)))
     interval = Interval.of(values)
-    missing = [str(seed) for seed, arms in sorted(run_set.seeds.items()) if seed not in per_seed]
+    missing = [str(seed) for seed in run_set.all_seeds if seed not in per_seed]
     note = "; ".join(filter(None, ["1 seed" if len(values) == 1 else "",
                                    f"seed(s) {', '.join(missing)} cannot answer it: {'; '.join(sorted(reasons))}"
                                    if missing else ""]))
@@ -256,7 +299,7 @@ def regressions(run_set: RunSet, baseline: RunSet, tolerance_pp: float) -> list[
 def verdicts_json(results: list[ClaimResult], run_set: RunSet) -> dict:
     """The machine-readable verdicts (written as verdicts.json beside the runs)."""
     return {
-        "task": run_set.task, "fingerprint": run_set.fingerprint, "seeds": sorted(run_set.seeds),
+        "task": run_set.task, "fingerprint": run_set.fingerprint, "seeds": run_set.all_seeds,
         "runs": [str(r.path.resolve().relative_to(run_set.root)) for r in run_set.runs],
         "claims": [{
             "id": r.claim.id, "statement": r.claim.statement, "source": r.claim.source, "mark": r.claim.mark,

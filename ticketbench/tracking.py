@@ -16,6 +16,9 @@ The x-axis of every chart is ``trainer/global_step = level * max_steps + step``:
   per finished level) with the ``sparsity_accuracy`` line plot, the ``layer_sparsity`` table, and
   the level's mask as a version of the ``masks-<task>-<run>`` artifact (alias ``level-NN``);
 - after level 0 of the winning-ticket arm: θ_k as the ``rewind-<task>-<run>`` artifact;
+- for an instability analysis (its own run directory and W&B run, job type ``instability``), after
+  each analysed point: its error along the path (``path/<point>`` table and line plot),
+  ``instability/test`` and ``instability/train``, and the ``points`` table of every point so far;
 - when every level is finished: the report figures of the experiment (all arms and seeds of the
   configuration found beside this run) as images, with ``figures/compare`` when pruning methods
   are among them, and its ``verdicts`` table.
@@ -33,9 +36,11 @@ from lightning.pytorch.loggers import Logger
 
 from ticketbench.atomic import write_json
 from ticketbench.config import ConfigError, TaskConfig, plain
-from ticketbench.runs import Protocol, RunDir, RunError, code_version
+from ticketbench.runs import Protocol, RunDir, RunError, code_version, point_name
 from ticketbench.wandb_mode import WandbOptions
 
+POINT_COLUMNS = ("rewind_step", "level", "control", "weights_remaining_percent", "instability_test",
+                 "instability_train")
 LEVEL_COLUMNS = ("level", "weights_remaining_percent", "early_stop_step", "test_acc_at_early_stop",
                  "test_acc_final", "val_acc_at_early_stop", "train_acc_final", "seconds", "diverged")
 
@@ -128,6 +133,21 @@ class Tracker:
         artifact = wandb.Artifact(f"masks-{self.stem}", type="masks", metadata=about)
         artifact.add_file(str(mask), name=mask.name)
         self.logger.experiment.log_artifact(artifact, aliases=[f"level-{level:02d}"])
+
+    def point_done(self, record: dict[str, Any], records: list[dict[str, Any]]) -> None:
+        """One analysed point of an instability analysis (step = points analysed so far)."""
+        import wandb
+
+        name = point_name(record["rewind_step"], record["level"], record["control"])
+        path = wandb.Table(columns=["alpha", "test_error", "train_error"],
+                           data=[list(row) for row in zip(record["alphas"], record["test_error"],
+                                                          record["train_error"], strict=True)])
+        table = wandb.Table(columns=list(POINT_COLUMNS), data=[[r[k] for k in POINT_COLUMNS] for r in records])
+        self.logger.log_metrics({
+            f"path/{name}": path, "points": table,
+            f"path_plot/{name}": wandb.plot.line(path, "alpha", "test_error", title=f"test error on the path, {name}"),
+            "instability/test": record["instability_test"], "instability/train": record["instability_train"],
+        }, step=len(records))
 
     def rewind_point(self, files: list[Path]) -> None:
         """θ_k (and the optimizer state at k when the task rewinds it) as a versioned artifact."""

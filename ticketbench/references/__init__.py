@@ -19,7 +19,7 @@ from ticketbench.stats import COMPARATORS
 
 KINDS = ("value", "delta_to_dense", "speedup_vs_dense", "arm_delta", "speedup_vs_arm")
 QUANTITIES = ("test_acc_at_early_stop", "test_acc_final", "val_acc_at_early_stop", "early_stop_step",
-              "stable_from_step")
+              "instability_test", "instability_train", "stable_from_step")
 MARKS = ("V", "D", "S", "F", "U")
 
 
@@ -32,6 +32,12 @@ class Metric:
     - ``speedup_vs_dense``: dense early-stop step / the arm's early-stop step (× sooner);
     - ``arm_delta``: ``quantity`` of ``arm`` minus that of ``other`` at the same level;
     - ``speedup_vs_arm``: early-stop step of ``other`` / that of ``arm``.
+
+    Instability analyses are read as arms too: ``instability@k<K>`` (the dense network at level 0
+    and the winning tickets), ``instability-<control>@k<K>`` and ``instability-same-noise@k<K>``,
+    with the quantities ``instability_test`` / ``instability_train`` (pp) and ``stable_from_step``
+    (the first analysed k from which on the network is stable; ``arm`` names the analysis without
+    ``@k``).
 
     With ``p_m_range: [low, high]`` instead of ``p_m``, the minimum over every level whose P_m lies
     in the range is taken ("stays above dense down to 2.9%"). Accuracies are in percent.

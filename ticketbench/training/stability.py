@@ -1,0 +1,268 @@
+"""Instability analysis (linear mode connectivity): is a network, or a subnetwork, stable to SGD
+noise from its rewind point θ_k on?
+
+For each analysis point — the dense network rewound to step k, or the subnetwork of an IMP level
+(or of a control of it) at the IMP run's own rewind point — two copies start from the same
+masked θ_k and train to the end of the task's schedule (learning rate positioned at k, the
+optimizer handled at k as the task's ``optimizer.at_rewind`` says, as IMP itself rewinds). They
+differ only in their data order and augmentation draws, copy c drawing from its own stream of
+the seed; with ``same_noise`` both draw copy 0's stream, the negative control whose instability
+must be exactly 0. The error along the straight line between the two trained copies is measured
+on the test set and on the training set (see :mod:`ticketbench.interpolation`).
+
+Run directory ``<out>/<task>/instability-seed<S>-<fingerprint>/`` (``instability-same-noise-...``
+for the negative control): meta.json, one record per point in ``points/`` (written last: it
+marks the point done), and each trained copy in ``copies/`` (not evidence), so a killed analysis
+resumes at the last finished copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ticketbench.atomic import atomic_write, remove_partial_writes, write_json
+from ticketbench.config import ConfigError, TaskConfig
+from ticketbench.controls import TICKET
+from ticketbench.data import BatchStream, load_arrays, make_split
+from ticketbench.data.tensors import DeviceSplit, ReplicaData
+from ticketbench.interpolation import Batches, PathErrors, has_batchnorm, path_errors
+from ticketbench.pruning.masks import remaining_percent
+from ticketbench.pruning.schedule import pruned_tensors
+from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
+from ticketbench.runs import RunDir, RunError, StabilityDir, finite_or_none, on_cpu, point_name
+from ticketbench.seeding import derive_seed, generator
+from ticketbench.tracking import Tracker
+from ticketbench.training.imp import Start, starting_point
+from ticketbench.training.level import LevelPlan, default_device, train_level
+from ticketbench.training.module import Chunks
+from ticketbench.training.replicas import Replicas
+from ticketbench.wandb_mode import WandbOptions
+
+ARM, SAME_NOISE_ARM = ANALYSIS_ARMS
+BN_BATCHES = 20  # training batches that re-estimate BatchNorm statistics at each point of a path
+
+
+@dataclass(frozen=True)
+class Point:
+    """One analysis point: the subnetwork of ``level`` (0: the dense network) of the arm of
+    ``control`` (``none``: the winning tickets), rewound to step ``k``."""
+
+    level: int
+    control: str
+    k: int
+
+    @property
+    def name(self) -> str:
+        return point_name(self.k, self.level, self.control)
+
+
+def plan_points(task: TaskConfig, levels: list[int], controls: list[str],
+                rewind_steps: list[int] | None) -> list[Point]:
+    """The points of an analysis: the dense network (level 0) at every rewind step, the
+    subnetworks of the other levels for every control at the task's rewind step (where the IMP
+    run that found them rewinds)."""
+    steps = rewind_steps if rewind_steps is not None else [task.rewind_step]
+    bad = [k for k in steps if not 0 <= k < task.max_steps]
+    if bad:
+        raise ConfigError(f"--rewind-steps: {bad[0]} is outside [0, max_steps = {task.max_steps})")
+    if any(lvl > 0 for lvl in levels) and steps != [task.rewind_step]:
+        raise ConfigError(f"subnetworks are analysed at the rewind step of the IMP run that found them "
+                          f"(k = {task.rewind_step}); for another k give --set rewind_step=K (its own IMP run), "
+                          "or analyse level 0 alone at several --rewind-steps")
+    bad = [lvl for lvl in levels if not 0 <= lvl < task.levels]
+    if bad:
+        raise ConfigError(f"--at-levels: level {bad[0]} is outside [0, levels = {task.levels})")
+    points = [Point(0, "none", k) for k in steps] if 0 in levels else []
+    return points + [Point(lvl, c, task.rewind_step) for lvl in sorted(set(levels) - {0}) for c in controls]
+
+
+@dataclass
+class Copy:
+    """A trained copy: its final parameters and buffers, and what its level measured."""
+
+    state: dict[str, torch.Tensor]
+    test_acc_final: float | None
+    steps: int
+    seconds: float
+    diverged: bool
+
+
+def _sets(split: DeviceSplit, chunk: int = 10_000) -> dict[str, Batches]:
+    """The test set and the training split (as the network sees it without augmentation), in chunks."""
+    def train() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(split.y_train)
+        for lo in range(0, n, chunk):
+            yield split.examples(torch.arange(lo, min(lo + chunk, n)))
+
+    return {"test": lambda: Chunks(split.x_test, split.y_test, size=chunk), "train": train}
+
+
+def _bn_batches(split: DeviceSplit, task: TaskConfig, seed: int) -> list[torch.Tensor]:
+    """Fixed training batches (without augmentation) for re-estimating BatchNorm statistics."""
+    n = len(split.y_train)
+    order = torch.randperm(n, generator=generator(seed, "bn-statistics"))[: BN_BATCHES * task.batch_size]
+    return [split.examples(rows)[0] for rows in order.split(task.batch_size)]
+
+
+class Analysis:
+    """One seed's instability analysis of a task (see the module docstring)."""
+
+    def __init__(self, task: TaskConfig, seed: int, out: Path, same_noise: bool = False, bn: str = "recompute",
+                 points_on_path: int = 30, progress: bool = False, echo: Callable[[str], None] = print,
+                 wandb: WandbOptions | None = None) -> None:
+        self.task, self.seed, self.same_noise, self.bn = task, seed, same_noise, bn
+        self.points_on_path, self.progress, self.echo, self.wandb = points_on_path, progress, echo, wandb
+        self.run = StabilityDir.for_arm(out, task, seed, SAME_NOISE_ARM if same_noise else ARM)
+        self.imp = RunDir.for_arm(out, task, seed, TICKET.arm)
+
+    def todo(self, points: list[Point]) -> list[Point]:
+        return [p for p in points if not self.run.point_path(p.name).is_file()]
+
+    def check(self, points: list[Point]) -> None:
+        """Refuse before anything is written: subnetworks need their IMP run's masks."""
+        missing = next((p for p in points if p.level > 0 and not self.imp.mask_path(p.level).is_file()), None)
+        if missing is not None:
+            raise RunError(f"level {missing.level} needs the winning-ticket mask {self.imp.mask_path(missing.level)}; "
+                           f"train that run first: ticketbench run {self.task.name} --seed {self.seed} with the same "
+                           "--out and settings")
+
+    def analyse(self, points: list[Point], data_dir: str | None = None) -> list[dict[str, Any]]:
+        """Analyse the points not finished yet; every point's record. ``wandb`` with a resolved mode
+        logs the points to the run directory's W&B run."""
+        self.check(self.todo(points))
+        task = self.task
+        arrays = load_arrays(task.dataset, data_dir) if self.todo(points) else {}
+        with self.run.lock():
+            remove_partial_writes(self.run.path)
+            model = starting_point(task, self.seed, "none", 0, self.imp, self.imp).model
+            bn = self.bn if has_batchnorm(model) else "none"
+            self.run.start(task, self.seed, self.run_arm, 0, pruned_tensors(model, task.pruning), bn=bn,
+                           points_on_path=self.points_on_path)
+            self.run.ask_points([p.name for p in points])
+            todo = self.todo(points)
+            if todo:
+                self._analyse_all(todo, arrays, bn)
+        by_name = {point_name(r["rewind_step"], r["level"], r["control"]): r for r in self.run.point_records()}
+        return [by_name[p.name] for p in points]
+
+    def _analyse_all(self, todo: list[Point], arrays: dict, bn: str) -> None:
+        task = self.task
+        split = make_split(arrays, task.dataset, task.normalize, task.val_size, self.seed, default_device(),
+                           stratified=task.split == "stratified", augment=task.augment == "crop-flip")
+        on = self.wandb is not None and self.wandb.mode != "off"
+        tracker = Tracker(self.run, task, self.seed, self.wandb) if on else None
+        failed = True
+        try:
+            for point in todo:
+                rec = self._analyse(point, split, bn)
+                self.run.point_path(point.name).parent.mkdir(parents=True, exist_ok=True)
+                write_json(self.run.point_path(point.name), rec)
+                self.echo(point_line(rec))
+                if tracker:
+                    tracker.point_done(rec, self.run.point_records())
+            failed = False
+        finally:
+            segments = tracker.finish(failed) if tracker else []
+            if segments:
+                self.echo(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
+
+    @property
+    def run_arm(self) -> str:
+        return SAME_NOISE_ARM if self.same_noise else ARM
+
+    def _start(self, point: Point, split: DeviceSplit) -> Start:
+        """The masked θ_k both copies start from."""
+        task = self.task
+        if point.level > 0:
+            return starting_point(task, self.seed, point.control, point.level, self.imp, self.imp)
+        start = starting_point(task, self.seed, "none", 0, self.imp, self.imp)  # θ0, every weight kept
+        if point.k == 0:
+            return start
+        # the dense network trained for k steps on the seed's own data order, as level 0 of IMP is
+        to_k = dataclasses.replace(task, max_steps=point.k, rewind_step=point.k)
+        model = Replicas([start.model.to(split.device)])
+        stream = BatchStream(len(split.y_train), task.batch_size, self.seed, augment=split.augments)
+        result, = train_level(LevelPlan(to_k, model, [start.masks], ReplicaData([split]), [stream],
+                                        capture_rewind=True, progress=self._label(point, "to k")))
+        start.model.load_state_dict(result.rewind_state)
+        optimizer_state = result.rewind_optimizer_state if task.optimizer.at_rewind == "rewind" else None
+        return Start(start.model, start.masks, point.k, optimizer_state)
+
+    def _label(self, point: Point, what: str) -> str | None:
+        return f"[{point.name}] {what}" if self.progress else None
+
+    def _copy(self, point: Point, start: Start, index: int, split: DeviceSplit) -> Copy:
+        """Copy ``index`` trained from ``start`` (loaded from disk when a killed run finished it)."""
+        path = self.run.copy_path(point.name, index)
+        if path.is_file():
+            try:
+                return Copy(**torch.load(path, weights_only=True))
+            except Exception:  # noqa: BLE001 - a copy file is a cache: train it again
+                path.unlink()
+        task = self.task
+        noise = derive_seed(self.seed, "instability-copy", 0 if self.same_noise else index)
+        model = Replicas([_clone(start).to(split.device)])
+        stream = BatchStream(len(split.y_train), task.batch_size, noise, augment=split.augments)
+        result, = train_level(LevelPlan(task, model, [start.masks], ReplicaData([split]), [stream],
+                                        start_step=start.step, level=point.level,
+                                        optimizer_states=None if start.optimizer_state is None
+                                        else [start.optimizer_state],
+                                        progress=self._label(point, f"copy {index}")))
+        trained = Copy(on_cpu(model.state(0)), finite_or_none(result.test_acc_final), result.steps, result.seconds,
+                       result.diverged)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: torch.save(dataclasses.asdict(trained), f))
+        return trained
+
+    def _analyse(self, point: Point, split: DeviceSplit, bn: str) -> dict[str, Any]:
+        began = time.perf_counter()
+        start = self._start(point, split)
+        to_k = time.perf_counter() - began
+        a, b = (self._copy(point, start, c, split) for c in (0, 1))
+        began = time.perf_counter()
+        model = _clone(start).to(split.device)
+        masks = {n: m.to(split.device) for n, m in start.masks.items()}
+        device_state = lambda s: {n: v.to(split.device) for n, v in s.items()}  # noqa: E731
+        errors = path_errors(model, device_state(a.state), device_state(b.state), _sets(split),
+                             self.points_on_path, masks, bn,
+                             _bn_batches(split, self.task, self.seed) if bn == "recompute" else None)
+        return path_record(self.task, self.seed, self.run_arm, point, start, errors, (a, b), bn,
+                           to_k + time.perf_counter() - began)
+
+
+def _clone(start: Start) -> torch.nn.Module:
+    return copy.deepcopy(start.model)
+
+
+def path_record(task: TaskConfig, seed: int, arm: str, point: Point, start: Start, errors: PathErrors,
+                copies: tuple[Copy, Copy], bn: str, seconds: float) -> dict[str, Any]:
+    """The record of one analysed point (errors and accuracies as fractions in [0, 1]); ``seconds``:
+    reaching θ_k and evaluating the path, to which the copies' training times are added."""
+    return {
+        "task": task.name, "seed": seed, "arm": arm, "level": point.level, "control": point.control,
+        "rewind_step": point.k, "weights_remaining_percent": remaining_percent(start.masks), "bn": bn,
+        "alphas": errors.alphas, "test_error": errors.errors["test"], "train_error": errors.errors["train"],
+        "instability_test": errors.instability("test"), "instability_train": errors.instability("train"),
+        "copy_test_acc_final": [c.test_acc_final for c in copies], "copy_steps": [c.steps for c in copies],
+        "copy_diverged": [c.diverged for c in copies],
+        "seconds": round(seconds + sum(c.seconds for c in copies), 2),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+    }
+
+
+def point_line(rec: dict[str, Any]) -> str:
+    """One line per analysed point for the terminal."""
+    verdict = "stable" if rec["instability_test"] < STABLE_BELOW else "unstable"
+    ends = f"{100 * (1 - rec['test_error'][0]):.2f}% / {100 * (1 - rec['test_error'][-1]):.2f}%"
+    return (f"[seed {rec['seed']}] k {rec['rewind_step']}  level {rec['level']:2d} {rec['control']:12s} "
+            f"P_m {rec['weights_remaining_percent']:6.2f}%  instability test {100 * rec['instability_test']:+.2f} pp "
+            f"train {100 * rec['instability_train']:+.2f} pp ({verdict})  endpoints test acc {ends}  "
+            f"{rec['seconds']:.0f} s")
