@@ -6,6 +6,7 @@ stops the run at a named point so that the test kills it exactly there."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -125,6 +126,26 @@ def test_a_run_rewound_to_step_0_resumes_without_its_rewind_file(uninterrupted: 
     assert result.returncode == 0 and _trained_levels(result.stdout) == [2], result.stderr
     assert _records(run) == _records(uninterrupted)
     assert _masks(run) == _masks(uninterrupted)
+
+
+def test_a_run_older_than_its_digest_resumes_under_the_torch_that_trained_it(uninterrupted: RunDir,
+                                                                           fake_data_dir: Path, tmp_path: Path) -> None:
+    """Runs from before rewind.sha256 existed have neither it nor rewind.pt: with k = 0 they resume
+    when meta.json names this torch version (the initialisation depends on the seed and torch
+    alone), and are refused under another."""
+    _kill(_paused(tmp_path, fake_data_dir, "level 2 step 20"))
+    run = _run_dir(tmp_path)
+    run.rewind_path.unlink()
+    run.rewind_digest_path.unlink()
+    meta_path = run.path / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "code": {**meta["code"], "torch": "2.0.0"}}))
+    assert "the rewind point of this run is lost" in one_line_error(ticketbench(*RUN, "--out", str(tmp_path),
+                                                                               data=fake_data_dir))
+    meta_path.write_text(json.dumps(meta))
+    result = ticketbench(*RUN, "--out", str(tmp_path), data=fake_data_dir)
+    assert result.returncode == 0 and _trained_levels(result.stdout) == [2], result.stderr
+    assert _records(run) == _records(uninterrupted)
 
 
 def test_a_second_run_on_a_locked_directory_names_the_holder(fake_data_dir: Path, tmp_path: Path) -> None:

@@ -258,7 +258,8 @@ class RunDir:
     def load_rewind(self, initial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """θ_k from rewind.pt, checked against rewind.sha256. Without that file (it is not evidence
         and not committed), a run that rewinds to k = 0 passes its initialisation rebuilt from the
-        seed as ``initial``: it is θ_k when its digest matches the recorded one."""
+        seed as ``initial``: it is θ_k when its digest matches the recorded one, or, for a run older
+        than rewind.sha256, when this is the torch version that trained it."""
         recorded = self._recorded_digest()
         if self.rewind_path.is_file():
             remedy = ("delete it" + (" (θ0 is rebuilt from the seed)" if initial is not None else "")
@@ -279,7 +280,15 @@ class RunDir:
             raise RunError(f"{self.rewind_path} is missing and the initialisation rebuilt from the seed differs from "
                            f"the one recorded in {self.rewind_digest_path.name} (another torch version?); "
                            "resume with the torch version in meta.json, or start a new --out")
+        if initial is not None and self._same_torch():
+            # runs from before rewind.sha256 existed: the initialisation is a function of the seed
+            # and the torch version alone, so the same torch rebuilds it
+            return initial
         raise RunError(f"{self.rewind_path} is missing: the rewind point of this run is lost; start a new --out")
+
+    def _same_torch(self) -> bool:
+        """Whether this process runs the torch version that trained the run (meta.json)."""
+        return self.meta().get("code", {}).get("torch") == torch.__version__
 
     def _recorded_digest(self) -> str | None:
         """The sha256 in rewind.sha256 (None without the file)."""
