@@ -205,6 +205,9 @@ claims:
      comparator: within, paper: 0, tolerance: 0, source: here, mark: U}
 """)
     root = analysed / "lenet300-mnist"
+    table = ticketbench("table", *map(str, sorted(root.glob("*-seed0-*")))).stdout
+    assert "| analysis | k | level | subnetwork | P_m % | seed 0 test / train pp |" in table
+    assert "| instability | 0 | 3 | random-prune |" in table and "| level | P_m % |" in table  # and the IMP run
     checked = ticketbench("check", str(root), "--references", str(claims))
     assert checked.returncode == 1 and "claim random-below-zero FAILs" in checked.stderr, checked.stderr
     lines = {line.split()[0]: line for line in checked.stdout.splitlines() if line.strip()}

@@ -233,7 +233,8 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("task", nargs="?", default="mnist1d-mlp", help=task_help)
     runs = sub.add_parser("runs", help="run directories: task, arm, seed, levels done, status, W&B")
     runs.add_argument("root", nargs="?", type=_directory, default=Path("runs"), help="where to look (default: runs)")
-    table = sub.add_parser("table", help="Markdown table of the per-level records of run directories")
+    table = sub.add_parser("table", help="Markdown table of the per-level records of run directories (and the "
+                                        "points of instability analyses)")
     table.add_argument("runs", nargs="+", type=_directory, help="run directories (e.g. the imp and reinit arms)")
     table.add_argument("--mean", action="store_true",
                        help="one column group per arm: seeds, mean early-stop step, mean test accuracy [95%% CI]")
@@ -581,9 +582,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "instability":
         _instability(args)
     elif args.command == "table":
-        from ticketbench.report import level_table, mean_table
+        from ticketbench.report import is_analysis, level_table, mean_table, path_table
 
-        print((mean_table if args.mean else level_table)([_run_dir(p) for p in args.runs]), end="")
+        named = [_run_dir(p) for p in args.runs]
+        analyses = [p for p in named if is_analysis(p)]
+        runs = [p for p in named if p not in analyses]
+        if runs:
+            print((mean_table if args.mean else level_table)(runs), end="")
+        if analyses:
+            print(("\n" if runs else "") + path_table(analyses), end="")
     else:
         _train(args)
     return 0

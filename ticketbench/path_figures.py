@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ticketbench.report import save_figure
+from ticketbench.atomic import save_figure
 from ticketbench.run_schema import STABLE_BELOW
 from ticketbench.scoring import RunSet
 
@@ -89,6 +89,9 @@ def path_figures(run_set: RunSet, out_dir: Path) -> list[Path]:
                 continue  # a lone dense point per k: drawn against k on the right
             _instability_line(ax, x, [recs for _, recs in chosen], f"{_label(group)}, k={k}")
     ax.set_xscale("log")
+    ticks = sorted({round(recs[0]["weights_remaining_percent"], 1) for recs in points.values()}, reverse=True)
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.invert_xaxis()
     ax.set_xlabel("Percent of weights remaining (P_m)")
     _instability_axes(ax, run_set.task)

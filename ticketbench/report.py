@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ticketbench.atomic import save_figure
-from ticketbench.runs import RunDir
+from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
+from ticketbench.runs import RunDir, StabilityDir
 from ticketbench.scoring import ClaimResult, RunSet, accuracy_pct, one_configuration
 from ticketbench.stats import Interval
 
@@ -38,6 +39,41 @@ def level_table(run_dirs: list[Path]) -> str:
         row = [str(level), f"{p_m:.1f}"]
         for recs in by_run:
             row += [show(recs[level]) if level in recs else "—" for _, show in fields]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def is_analysis(path: Path) -> bool:
+    """Whether the run directory ``path`` holds an instability analysis (not levels)."""
+    return RunDir(Path(path)).meta()["arm"] in ANALYSIS_ARMS
+
+
+def path_table(run_dirs: list[Path]) -> str:
+    """A Markdown table of instability analyses: one row per analysed point (analysis, rewind
+    step, level, subnetwork, P_m), for each seed the instability on the test and the training set
+    (pp), then the mean and range over seeds of the test instability and how many seeds are
+    stable (< 2 pp)."""
+    runs = [StabilityDir(Path(p)) for p in run_dirs]
+    metas = [r.meta() for r in runs]
+    one_configuration(runs, metas)
+    seeds = sorted({m["seed"] for m in metas})
+    by_point: dict[tuple[str, int, int, str], dict[int, dict]] = {}
+    for run, meta in zip(runs, metas, strict=True):
+        for rec in run.point_records():
+            key = (meta["arm"], rec["rewind_step"], rec["level"], rec["control"])
+            by_point.setdefault(key, {})[meta["seed"]] = rec
+    header = ["analysis", "k", "level", "subnetwork", "P_m %", *[f"seed {s} test / train pp" for s in seeds],
+              "mean test pp (range)", "stable"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (arm, k, level, control), recs in sorted(by_point.items()):
+        first = next(iter(recs.values()))
+        what = "dense" if level == 0 else ("winning ticket" if control == "none" else control)
+        row = [arm, str(k), str(level), what, f"{first['weights_remaining_percent']:.1f}"]
+        row += [f"{100 * recs[s]['instability_test']:.2f} / {100 * recs[s]['instability_train']:.2f}"
+                if s in recs else "—" for s in seeds]
+        test = [100 * r["instability_test"] for r in recs.values()]
+        stable = sum(v < 100 * STABLE_BELOW for v in test)
+        row += [f"{sum(test) / len(test):.2f} ({min(test):.2f} to {max(test):.2f})", f"{stable}/{len(test)}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
