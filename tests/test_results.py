@@ -16,7 +16,9 @@ from ticketbench.runs import RunDir, StabilityDir
 from ticketbench.scoring import load_run_set
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-ALL = sorted(p.parent for p in RESULTS.glob("*/*/meta.json"))
+# results/<task>/<run>, and results/<variant>/<task>/<run> for a variant of a task's configuration
+ALL = sorted(p.parent for p in [*RESULTS.glob("*/*/meta.json"), *RESULTS.glob("*/*/*/meta.json")]
+             if "sweeps" not in p.parts and "in-progress" not in p.parts)
 ANALYSES = [p for p in ALL if json.loads((p / "meta.json").read_text())["arm"] in ANALYSIS_ARMS]
 RUNS = [p for p in ALL if p not in ANALYSES]
 TASKS = sorted({p.parent for p in RUNS})
