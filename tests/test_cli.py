@@ -46,8 +46,8 @@ def test_list_shows_every_task_with_its_protocol_and_time_per_level() -> None:
     assert result.returncode == 0
     names = [line for line in result.stdout.splitlines() if line and not line.startswith((" ", "("))]
     assert names == task_names() == [
-        "conv2-cifar10", "conv4-cifar10", "conv6-cifar10", "lenet300-mnist", "mnist1d-mlp", "resnet20-cifar10",
-        "resnet20-cifar10-rewind0"]
+        "conv2-cifar10", "conv4-cifar10", "conv6-cifar10", "lenet300-mnist", "lenet300-mnist-lmc", "mnist1d-mlp",
+        "resnet20-cifar10", "resnet20-cifar10-rewind0"]
     assert "lenet300 on mnist; adam lr 0.0012, batch 60, 50,000 steps; 17 levels" in result.stdout
     assert "time per level: CPU 5.3 min, GPU not measured" in result.stdout
     assert ticketbench("tasks").stdout == result.stdout

@@ -10,7 +10,8 @@ from ticketbench.config import TaskConfig
 # for the tasks too slow to run here: their level time is projected from the task's step count.
 CPU_LEVEL_SECONDS: dict[str, float] = {"lenet300-mnist": 320, "mnist1d-mlp": 29.5}
 CPU_STEP_SECONDS: dict[str, float] = {"conv2-cifar10": 0.329, "conv4-cifar10": 0.495, "conv6-cifar10": 0.752,
-                                      "resnet20-cifar10": 0.927, "resnet20-cifar10-rewind0": 0.927}
+                                      "resnet20-cifar10": 0.927, "resnet20-cifar10-rewind0": 0.927,
+                                      "lenet300-mnist-lmc": 320 / 50_000}  # lenet300-mnist's level, per step
 GPU_LEVEL_SECONDS: dict[str, float] = {}
 GPU_STEP_SECONDS: dict[str, float] = {}
 
