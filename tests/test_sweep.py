@@ -42,7 +42,8 @@ def test_bad_seeds_are_refused(text: str) -> None:
     (["--executor", "slurm", "--slurm-config", "{missing}"], "--slurm-config {missing}: no such file"),
     (["--arms", "reinit"], "needs the winning-ticket mask"),
     (["--method", "nonesuch"], "unknown method 'nonesuch'"),
-    (["resnet20-cifar10", "--arms", "none,random-prune"], "which resnet20 (BatchNorm or dropout) does not allow"),
+    (["conv2-cifar10", "--set", "model=conv2-dropout", "--arms", "none,random-prune"],
+     "which conv2-dropout (dropout) does not allow"),
 ])
 def test_bad_sweeps_exit_2_in_one_line_and_write_nothing(tmp_path: Path, args: list[str], message: str) -> None:
     missing = str(tmp_path / "cluster.yaml")

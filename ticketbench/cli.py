@@ -220,7 +220,7 @@ def parser() -> argparse.ArgumentParser:
                           "masks; several (comma-separated) train together, e.g. none,reinit,random-prune")
     run.add_argument("--replicas", type=_positive, default=1, metavar="K",
                      help="train K seeds (--seed, --seed+1, ...) of every arm at once in this process as stacked "
-                          "replicas, each with its own data order, masks and run directory (not for BatchNorm models)")
+                          "replicas, each with its own data order, masks and run directory (not for models with dropout)")
     run.add_argument("--method", metavar="NAME",
                      help="prune once per density with a registered method (ticketbench methods) instead of IMP")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -500,7 +500,7 @@ def _check_stackable(task: TaskConfig, arms: str) -> None:
         check_batchable(build_model(task.model, 0), task.model)
     except ConfigError:
         raise ConfigError(f"--arms {arms}: a job trains its arms together as stacked replicas, which {task.model} "
-                          "(BatchNorm or dropout) does not allow; sweep --arms none first, then each control on "
+                          "(dropout) does not allow; sweep --arms none first, then each control on "
                           "its own") from None
 
 

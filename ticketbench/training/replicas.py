@@ -7,9 +7,11 @@ the per-replica losses, so each replica's gradient is the one it would get alone
 elementwise optimizer (SGD, Adam) over the stacked tensors updates each slice as its own
 optimizer would. With K = 1 the model runs as itself (no vmap, no copy).
 
-Refused for K > 1: BatchNorm (its running statistics are updated in place, which vmap cannot do
-per replica) and active dropout (its draws would come from one generator shared by the replicas,
-so a replica would not equal the run it stands for).
+BatchNorm works per replica: its running statistics are stacked buffers like any other, passed
+to the vmapped call batched, so each replica normalises with its own batch statistics in training
+mode, updates only its own slice of the running statistics, and uses them in evaluation mode.
+Refused for K > 1: active dropout (its draws would come from one generator shared by the
+replicas, so a replica would not equal the run it stands for).
 """
 
 from __future__ import annotations
@@ -28,9 +30,6 @@ State = dict[str, torch.Tensor]
 def check_batchable(model: nn.Module, name: str) -> None:
     """Raise a one-line ConfigError when ``model`` cannot be trained as stacked replicas."""
     for layer in model.modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-            raise ConfigError(f"--replicas needs a model without BatchNorm; {name} has BatchNorm layers, whose "
-                              f"running statistics cannot be updated per replica: run its seeds as separate processes")
         if isinstance(layer, nn.Dropout) and layer.p > 0:
             raise ConfigError(f"--replicas needs a model without dropout; {name} draws dropout masks that the "
                               f"replicas would share: run its seeds as separate processes")
@@ -50,6 +49,9 @@ class Replicas(nn.Module):
         return functional_call(self._template[0], (params, buffers), (x,))
 
     def _vmapped(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        template = self._template[0]
+        if template.training != self.training:  # follow the mode (Lightning sets ``training`` flags directly)
+            template.train(self.training)
         batched = vmap(self._functional, in_dims=(0, 0, None if shared else 0), randomness="different")
         return batched(dict(self.net.named_parameters()), dict(self.net.named_buffers()), x)
 
