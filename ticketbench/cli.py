@@ -220,7 +220,7 @@ def parser() -> argparse.ArgumentParser:
                           "masks; several (comma-separated) train together, e.g. none,reinit,random-prune")
     run.add_argument("--replicas", type=_positive, default=1, metavar="K",
                      help="train K seeds (--seed, --seed+1, ...) of every arm at once in this process as stacked "
-                          "replicas, each with its own data order, masks and run directory (not for models with dropout)")
+                          "replicas, each with its own data order, masks and run directory (not with dropout)")
     run.add_argument("--method", metavar="NAME",
                      help="prune once per density with a registered method (ticketbench methods) instead of IMP")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
