@@ -39,7 +39,7 @@ from ticketbench.controls import CONTROLS
 from ticketbench.data import BatchStream, load_arrays, make_split
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.models import build_model
-from ticketbench.pruning.masks import full_masks, load_masks
+from ticketbench.pruning.masks import Masks, full_masks, load_masks
 from ticketbench.runs import RunDir
 from ticketbench.training.imp import imp_arm, run_arms, run_imp
 from ticketbench.training.level import LevelPlan, LevelResult, train_level
@@ -53,8 +53,9 @@ def quiet(_: str) -> None:
     pass
 
 
-def _train(task: TaskConfig, data: Path, seeds: list[int]) -> tuple[Replicas, list[LevelResult]]:
-    """One level of the given seeds as stacked replicas, from their θ0 with full masks."""
+def train_seeds(task: TaskConfig, data: Path, seeds: list[int],
+                masks: list[Masks] | None = None) -> tuple[Replicas, list[LevelResult]]:
+    """One level of the given seeds as stacked replicas, from their θ0 with ``masks`` (default: full)."""
     arrays, augment = load_arrays(task.dataset, data), task.augment == "crop-flip"
     splits = [make_split(arrays, task.dataset, task.normalize, task.val_size, s, stratified=task.split == "stratified",
                          augment=augment) for s in seeds]
@@ -62,17 +63,17 @@ def _train(task: TaskConfig, data: Path, seeds: list[int]) -> tuple[Replicas, li
     replicas = Replicas(models)
     streams = [BatchStream(len(s.y_train), task.batch_size, seed, augment=augment)
                for s, seed in zip(splits, seeds, strict=True)]
-    results = train_level(LevelPlan(task, replicas, [full_masks(m, list(m.roles)) for m in models],
-                                    ReplicaData(splits), streams, capture_rewind=True))
+    masks = masks or [full_masks(m, list(m.roles)) for m in models]
+    results = train_level(LevelPlan(task, replicas, masks, ReplicaData(splits), streams, capture_rewind=True))
     return replicas, results
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=lambda o: o.name)
 def test_a_level_of_replicas_equals_separate_levels(tiny_task, fake_data_dir, optimizer) -> None:
     task = override(dataclasses.replace(tiny_task, optimizer=optimizer), max_steps=300, eval_every=50)
-    together, results = _train(task, fake_data_dir, [0, 1, 2])
+    together, results = train_seeds(task, fake_data_dir, [0, 1, 2])
     for k, seed in enumerate([0, 1, 2]):
-        alone, (result,) = _train(task, fake_data_dir, [seed])
+        alone, (result,) = train_seeds(task, fake_data_dir, [seed])
         for name, value in alone.state(0).items():
             assert torch.allclose(together.state(k)[name], value, rtol=0, atol=WEIGHT_TOLERANCE), f"seed {seed} {name}"
         assert results[k].early_stop_step == result.early_stop_step
@@ -85,8 +86,8 @@ def test_a_level_of_replicas_equals_separate_levels(tiny_task, fake_data_dir, op
 
 def test_replicas_do_not_interact(tiny_task, fake_data_dir) -> None:
     task = override(tiny_task, max_steps=100)
-    first, _ = _train(task, fake_data_dir, [0, 1])
-    second, _ = _train(task, fake_data_dir, [0, 2])
+    first, _ = train_seeds(task, fake_data_dir, [0, 1])
+    second, _ = train_seeds(task, fake_data_dir, [0, 2])
     assert all(torch.equal(first.state(0)[n], v) for n, v in second.state(0).items())
     assert not torch.equal(first.state(1)["fc1.weight"], second.state(1)["fc1.weight"])
 
@@ -131,9 +132,9 @@ def _resnet(lr: float, steps: int, eval_every: int) -> TaskConfig:
 @pytest.mark.parametrize(("lr", "steps", "eval_every"), [(0.1, 4, 1), (1e-12, 200, 100)], ids=["short", "statistics"])
 def test_batchnorm_replicas_equal_separate_runs(fake_cifar_dir, lr, steps, eval_every) -> None:
     task = _resnet(lr, steps, eval_every)
-    together, results = _train(task, fake_cifar_dir, [0, 1])
+    together, results = train_seeds(task, fake_cifar_dir, [0, 1])
     for k, seed in enumerate([0, 1]):
-        alone, (result,) = _train(task, fake_cifar_dir, [seed])
+        alone, (result,) = train_seeds(task, fake_cifar_dir, [seed])
         mine, theirs = together.state(k), alone.state(0)
         assert mine["bn.num_batches_tracked"] == theirs["bn.num_batches_tracked"] == steps
         for name, value in theirs.items():
@@ -148,8 +149,8 @@ def test_batchnorm_replicas_equal_separate_runs(fake_cifar_dir, lr, steps, eval_
 
 def test_batchnorm_replicas_do_not_interact(fake_cifar_dir) -> None:
     task = _resnet(0.1, 8, 4)
-    first, _ = _train(task, fake_cifar_dir, [0, 1])
-    second, _ = _train(task, fake_cifar_dir, [0, 2])
+    first, _ = train_seeds(task, fake_cifar_dir, [0, 1])
+    second, _ = train_seeds(task, fake_cifar_dir, [0, 2])
     assert all(torch.equal(first.state(0)[n], v) for n, v in second.state(0).items())
 
 

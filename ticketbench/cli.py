@@ -15,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 from ticketbench.config import (
+    COMPILE_MODES,
+    PRECISIONS,
     ConfigError,
     TaskConfig,
     apply_overrides,
@@ -85,6 +87,12 @@ def _override_options() -> argparse.ArgumentParser:
     options.add_argument("--levels", type=_positive, help="levels in total, level 0 dense (17 -> 16 pruning rounds)")
     options.add_argument("--max-steps", type=_positive, help="training steps per level")
     options.add_argument("--eval-every", type=_positive, help="validation cadence in steps")
+    options.add_argument("--precision", choices=PRECISIONS,
+                         help="32-true (default: float32, TF32 off on GPUs) or bf16-mixed (bfloat16 autocast); "
+                              "a bf16 run has its own run directory")
+    options.add_argument("--compile", choices=COMPILE_MODES,
+                         help="torch.compile the training step (default off; reduce-overhead adds CUDA graphs on a "
+                              "GPU); rounding differs from eager, masks hold exactly; recorded in every level record")
     return options
 
 
@@ -343,7 +351,8 @@ def resolve_task(args: argparse.Namespace) -> TaskConfig:
         task = apply_overrides(task, read_overrides(args.config), f"--config {args.config}")
     if args.assignments:
         task = apply_overrides(task, [parse_assignment(a) for a in args.assignments], "--set")
-    task = override(task, levels=args.levels, max_steps=args.max_steps, eval_every=args.eval_every)
+    task = override(task, levels=args.levels, max_steps=args.max_steps, eval_every=args.eval_every,
+                    precision=args.precision, compile=args.compile)
     check_task(task, args.task)
     return task
 
@@ -470,6 +479,7 @@ def _passed_on(args: argparse.Namespace) -> list[str]:
     for assignment in args.assignments:
         argv += ["--set", assignment]
     for flag, value in (("--levels", args.levels), ("--max-steps", args.max_steps), ("--eval-every", args.eval_every),
+                        ("--precision", args.precision), ("--compile", args.compile),
                         ("--out", absolute(args.out)), ("--data-dir", args.data_dir and absolute(args.data_dir)),
                         ("--wandb", args.wandb), ("--wandb-project", args.wandb_project),
                         ("--wandb-entity", args.wandb_entity), ("--wandb-group", args.wandb_group)):

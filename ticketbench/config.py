@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+PRECISIONS = ("32-true", "bf16-mixed")  # as Lightning names them; see ticketbench.training.arithmetic
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # torch.compile modes
 
 class ConfigError(ValueError):
     """A task file or an override is invalid; the message is one line for the user."""
@@ -88,17 +90,21 @@ class TaskConfig:
     pruning: PruningConfig = field(default_factory=PruningConfig)
     split: str = _option("random")      # validation hold-out: random, or stratified (equal per class)
     augment: str = _option("none")      # none, or crop-flip (random 4-pixel-padded crop + horizontal flip)
+    precision: str = _option("32-true")  # 32-true, or bf16-mixed (see ticketbench.training.arithmetic)
+    compile: str = _option("off")       # torch.compile mode of the training step; rounding only, not fingerprinted
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "dataset": ("mnist", "cifar10", "mnist1d"),
         "normalize": ("meanstd", "none"),
         "split": ("random", "stratified"),
         "augment": ("none", "crop-flip"),
+        "precision": PRECISIONS,
+        "compile": COMPILE_MODES,
     }
 
     def fingerprint(self) -> str:
         """Short hash of everything that changes what a level trains (not seed, arm or levels)."""
-        training = {k: v for k, v in _hash_view(self).items() if k not in ("levels", "description")}
+        training = {k: v for k, v in _hash_view(self).items() if k not in ("levels", "description", "compile")}
         text = json.dumps(training, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ticketbench.config import COMPILE_MODES, PRECISIONS
+
 ANALYSIS_ARMS = ("instability", "instability-same-noise")  # the arms of instability analyses
 STABLE_BELOW = 0.02  # Frankle et al. 2020: a pair is stable when its instability is below 2 percentage points
 
@@ -40,6 +42,9 @@ class LevelRecord(BaseModel):
     seconds: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
     diverged: bool
     deterministic: bool = False
+    precision: Literal[PRECISIONS] = "32-true"  # type: ignore[valid-type]
+    compile: Literal[COMPILE_MODES] = "off"  # type: ignore[valid-type]
+    tf32: bool = False
 
 
 class Meta(BaseModel):
@@ -94,6 +99,9 @@ class PathRecord(BaseModel):
     copy_diverged: list[bool]
     seconds: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
     deterministic: bool = False
+    precision: Literal[PRECISIONS] = "32-true"  # type: ignore[valid-type]
+    compile: Literal[COMPILE_MODES] = "off"  # type: ignore[valid-type]
+    tf32: bool = False
 
     @model_validator(mode="after")
     def _one_error_per_alpha(self) -> PathRecord:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from ticketbench.atomic import remove_partial_writes
@@ -36,6 +35,7 @@ from ticketbench.pruning.masks import Masks, apply_masks, full_masks, layer_rema
 from ticketbench.pruning.schedule import next_masks, pruned_tensors
 from ticketbench.runs import RunDir, RunError, finite_or_none
 from ticketbench.tracking import ReplicaLogger, Tracker
+from ticketbench.training.arithmetic import record_fields
 from ticketbench.training.level import LevelPlan, LevelResult, default_device, train_level
 from ticketbench.training.progress import Eta
 from ticketbench.training.replicas import Replicas, check_batchable
@@ -101,7 +101,7 @@ def record(task: TaskConfig, seed: int, arm: str, level: int, masks: Masks, resu
         "train_acc_final": finite_or_none(result.train_acc_final),
         "start_step": result.start_step, "steps": result.steps,
         "seconds": round(result.seconds, 2), "diverged": result.diverged,
-        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        **record_fields(task.precision, task.compile, default_device()),
     }
 
 

@@ -15,6 +15,7 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 from ticketbench.config import TaskConfig
 from ticketbench.data.tensors import BatchStream, ReplicaData
 from ticketbench.pruning.masks import Masks
+from ticketbench.training.arithmetic import use_tf32
 from ticketbench.training.callback import ReplicaTickets
 from ticketbench.training.module import Blocks, Classifier, train_accuracy
 from ticketbench.training.progress import StepProgressBar
@@ -79,7 +80,9 @@ def fit_level(plan: LevelPlan) -> Fitted:
     task, data = plan.task, plan.data
     cadence = list(range(task.eval_every, task.max_steps, task.eval_every))
     blocks = Blocks(plan.streams, plan.start_step, task.max_steps, cadence)
-    module = Classifier(plan.model, data, blocks, task.optimizer, plan.level)
+    use_tf32(task.precision)
+    module = Classifier(plan.model, data, blocks, task.optimizer, plan.level, precision=task.precision,
+                        compile_mode=task.compile)
     callback = ReplicaTickets(plan.model, plan.masks, start_step=plan.start_step,
                               rewind_step=task.rewind_step if plan.capture_rewind else None,
                               initial_optimizer_states=plan.optimizer_states)
@@ -108,7 +111,7 @@ def train_level(plan: LevelPlan) -> list[LevelResult]:
     model, data = plan.model, plan.data
     steps = module.steps_taken
     test_final = _test_accuracy(trainer, module)
-    train_final = train_accuracy(model, data)
+    train_final = train_accuracy(model, data, plan.task.precision)
     test_early = [math.nan] * model.size
     if any(p.best_state is not None for p in callback.points):
         final = [model.state(k) for k in range(model.size)]

@@ -20,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ticketbench.config import OptimizerConfig
 from ticketbench.data.tensors import BatchStream, ReplicaData
+from ticketbench.training.arithmetic import autocast, channels_last, loss_function, wants_channels_last
 from ticketbench.training.replicas import Replicas
 
 
@@ -77,13 +78,18 @@ class Classifier(L.LightningModule):
     replica k are logged with the suffix ``@k`` when K > 1 (see ticketbench.tracking.ReplicaLogger).
     After each block, :attr:`train_loss` holds the per-replica mean training loss of the block; after
     validation, :attr:`val_loss` and :attr:`val_acc`; after a test, :attr:`test_acc`.
+    ``precision`` and ``compile_mode``: see :mod:`ticketbench.training.arithmetic`.
     """
 
     def __init__(self, model: Replicas, data: ReplicaData, blocks: Blocks, optimizer: OptimizerConfig,
-                 level: int = 0, num_classes: int = 10) -> None:
+                 level: int = 0, num_classes: int = 10, precision: str = "32-true", compile_mode: str = "off") -> None:
         super().__init__()
         self.automatic_optimization = False
         self.model, self.data, self.blocks, self.optimizer_cfg, self.level = model, data, blocks, optimizer, level
+        self.precision, self.channels_last = precision, wants_channels_last(model, data.device)
+        if self.channels_last and model.size == 1:  # stacked 5-d weights have no channels-last layout
+            model.to(memory_format=torch.channels_last)
+        self.losses = loss_function(model, precision, compile_mode, data.device.type)
         accuracy = {"num_classes": num_classes, "average": "micro", "multidim_average": "samplewise"}
         self.val_metric, self.test_metric = MulticlassAccuracy(**accuracy), MulticlassAccuracy(**accuracy)
         self._val_loss_sum = torch.zeros(model.size)
@@ -125,10 +131,12 @@ class Classifier(L.LightningModule):
     def test_dataloader(self) -> Chunks:
         return Chunks(self.data.x_test, self.data.y_test)
 
-    def training_step(self, block: torch.Tensor) -> None:
-        # The plain optimizer and backward: one device, float32, so Lightning's per-step wrappers
-        # (precision and strategy hooks, profiler scopes, callback dispatch) would only add time.
-        opt = self.optimizers(use_pl_optimizer=False)
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return channels_last(x) if self.channels_last else x
+
+    def run_steps(self, block: torch.Tensor, opt: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+        """The optimizer steps of one block, without a host synchronisation: per replica, the
+        summed training loss and the count of correct predictions (device tensors)."""
         schedule = self.optimizer_cfg.milestones
         device = self.data.device
         total = torch.zeros(self.model.size, device=device)
@@ -138,15 +146,20 @@ class Classifier(L.LightningModule):
                 for group in opt.param_groups:
                     group["lr"] = self.optimizer_cfg.lr_at(self.step)
             x, y = self.data.train_batch(rows)
-            logits = self.model(x)
-            # the sum of the replicas' mean losses: each replica's gradient is its own
-            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+            losses, logits = self.losses(self._inputs(x), y)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             opt.step()
             self.steps_taken += 1
             total += losses.detach()
             correct += (logits.detach().argmax(-1) == y).sum(1)
+        return total, correct
+
+    def training_step(self, block: torch.Tensor) -> None:
+        # The plain optimizer and backward on one device (precision by autocast in self.losses), so
+        # Lightning's per-step wrappers (precision and strategy hooks, profiler scopes, callback
+        # dispatch) would only add time.
+        total, correct = self.run_steps(block, self.optimizers(use_pl_optimizer=False))
         # means over the block, read by the host once per block (when logged), never per step
         batch = block.shape[2]
         self.train_loss = total / len(block)
@@ -160,7 +173,8 @@ class Classifier(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = batch
-        logits = self.model(x)
+        with autocast(self.precision, self.data.device.type):
+            logits = self.model(self._inputs(x)).float()
         self._val_loss_sum += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)
         self.val_metric.update(logits.argmax(-1), y)
 
@@ -176,7 +190,9 @@ class Classifier(L.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = batch
-        self.test_metric.update(self.model.forward_shared(x).argmax(-1), y.expand(self.model.size, -1))
+        with autocast(self.precision, self.data.device.type):
+            logits = self.model.forward_shared(self._inputs(x))
+        self.test_metric.update(logits.argmax(-1), y.expand(self.model.size, -1))
 
     def on_test_epoch_end(self) -> None:
         # test accuracies reach the logger through the level record (at early stop and at the end)
@@ -184,14 +200,16 @@ class Classifier(L.LightningModule):
 
 
 @torch.no_grad()
-def train_accuracy(model: Replicas, data: ReplicaData, chunk: int = 5_000) -> list[float]:
+def train_accuracy(model: Replicas, data: ReplicaData, precision: str = "32-true", chunk: int = 5_000) -> list[float]:
     """Per replica, the fraction of its training split classified correctly, without augmentation."""
     was_training = model.training
     model.eval()
     n = data.splits[0].y_train.shape[0]
     correct = torch.zeros(model.size, dtype=torch.long, device=data.device)
+    layout = channels_last if wants_channels_last(model, data.device) else (lambda x: x)
     for lo in range(0, n, chunk):
         x, y = data.examples(torch.arange(lo, min(lo + chunk, n), device=data.device))
-        correct += (model(x).argmax(-1) == y).sum(1)
+        with autocast(precision, data.device.type):
+            correct += (model(layout(x)).argmax(-1) == y).sum(1)
     model.train(was_training)
     return (correct.double() / n).tolist()

@@ -40,6 +40,7 @@ from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
 from ticketbench.runs import RunDir, RunError, StabilityDir, finite_or_none, on_cpu, point_name
 from ticketbench.seeding import derive_seed, generator
 from ticketbench.tracking import Tracker
+from ticketbench.training.arithmetic import record_fields
 from ticketbench.training.imp import Start, starting_point
 from ticketbench.training.level import LevelPlan, default_device, train_level
 from ticketbench.training.module import Chunks
@@ -254,7 +255,7 @@ def path_record(task: TaskConfig, seed: int, arm: str, point: Point, start: Star
         "copy_test_acc_final": [c.test_acc_final for c in copies], "copy_steps": [c.steps for c in copies],
         "copy_diverged": [c.diverged for c in copies],
         "seconds": round(seconds + sum(c.seconds for c in copies), 2),
-        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        **record_fields(task.precision, task.compile, default_device()),
     }
 
 
