@@ -20,9 +20,13 @@ CIFAR-10 below: the same separate run at 1 and at 2 threads differs by 1e-4 rela
 steps, 1e-2 after 10, 0.4 after 20 at lr 0.1; 1e-2 after 200 steps even at lr 1e-3; stacked and
 separate differ by as much, never more). So the BatchNorm tests check (a) a short level with
 validations between its steps (training and evaluation mode switching back and forth) against
-separate runs to 1e-5 relative, 1e-6 absolute (4 steps at lr 0.1, validated after each); (b) 200
+separate runs to 1e-5 relative, 1e-6 absolute (3 steps at lr 0.01, validated after each: measured
+2e-7; at lr 0.1 the fourth step already reaches 7e-4, at 1 and 2 threads alike); (b) 200
 steps of running statistics alone, to the same tolerance (learning rate 1e-12, below the weights'
-rounding: they stay put and nothing chaotic is left); (c) bitwise independence.
+rounding: they stay put and nothing chaotic is left); (c) bitwise independence. Full masks: under
+random 50% masks a single ResNet-20's float32 gradient on this CPU is ill-conditioned (0.3% from
+the float64 gradient on the first batch), while the stacked replicas' agrees with float64 to 1e-6,
+so there a separate run is the poorer reference, not the replicas.
 """
 
 from __future__ import annotations
@@ -53,12 +57,12 @@ def quiet(_: str) -> None:
     pass
 
 
-def train_seeds(task: TaskConfig, data: Path, seeds: list[int],
-                masks: list[Masks] | None = None) -> tuple[Replicas, list[LevelResult]]:
+def train_seeds(task: TaskConfig, data: Path | None, seeds: list[int], masks: list[Masks] | None = None,
+                device: str = "cpu") -> tuple[Replicas, list[LevelResult]]:
     """One level of the given seeds as stacked replicas, from their θ0 with ``masks`` (default: full)."""
     arrays, augment = load_arrays(task.dataset, data), task.augment == "crop-flip"
-    splits = [make_split(arrays, task.dataset, task.normalize, task.val_size, s, stratified=task.split == "stratified",
-                         augment=augment) for s in seeds]
+    splits = [make_split(arrays, task.dataset, task.normalize, task.val_size, s, device,
+                         stratified=task.split == "stratified", augment=augment) for s in seeds]
     models = [build_model(task.model, s) for s in seeds]
     replicas = Replicas(models)
     streams = [BatchStream(len(s.y_train), task.batch_size, seed, augment=augment)
@@ -129,7 +133,7 @@ def _resnet(lr: float, steps: int, eval_every: int) -> TaskConfig:
     return override(task, val_size=50, batch_size=8, max_steps=steps, eval_every=eval_every, rewind_step=0, levels=1)
 
 
-@pytest.mark.parametrize(("lr", "steps", "eval_every"), [(0.1, 4, 1), (1e-12, 200, 100)], ids=["short", "statistics"])
+@pytest.mark.parametrize(("lr", "steps", "eval_every"), [(0.01, 3, 1), (1e-12, 200, 100)], ids=["short", "statistics"])
 def test_batchnorm_replicas_equal_separate_runs(fake_cifar_dir, lr, steps, eval_every) -> None:
     task = _resnet(lr, steps, eval_every)
     together, results = train_seeds(task, fake_cifar_dir, [0, 1])
