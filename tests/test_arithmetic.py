@@ -10,6 +10,7 @@ tens of steps). bf16-mixed changes the arithmetic itself, so it is compared by w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -55,7 +56,11 @@ def test_compiled_batchnorm_replicas_equal_eager(fake_cifar_dir) -> None:
 
 
 def test_bf16_mixed_learns_what_float32_learns_with_float32_weights() -> None:
-    task = override(load_task("mnist1d-mlp"), levels=1)
+    # a tenth of the task's learning rate: at Adam 2e-2 the final accuracies of one run swing by
+    # several points with any change of rounding (measured: train accuracy 96.9% in float32 and
+    # 91.5% in bf16 at 2 threads, 95.5% in both at 1 thread), which would hide what precision does
+    task = load_task("mnist1d-mlp")
+    task = override(dataclasses.replace(task, optimizer=dataclasses.replace(task.optimizer, lr=2e-3)), levels=1)
     masks = [_half_masks(task.model, 0)]
     full, full_results = train_seeds(task, None, [0], masks)
     mixed, mixed_results = train_seeds(override(task, precision="bf16-mixed"), None, [0], masks)
@@ -63,10 +68,9 @@ def test_bf16_mixed_learns_what_float32_learns_with_float32_weights() -> None:
         assert all(v.dtype in (torch.float32, torch.int64) for v in mixed.state(k).values())
         for name, mask in masks[k].items():
             assert not mixed.state(k)[name][~mask].any(), f"a pruned weight of {name} moved"
-        # measured (full masks, seeds 0 and 1): train accuracy 95.5 / 96.1% in both precisions,
-        # test 66.6 / 66.6% in float32 and 64.7 / 65.8% in bf16-mixed
-        assert b.train_acc_final > 0.9 and abs(a.train_acc_final - b.train_acc_final) < 0.02
-        assert abs(a.test_acc_final - b.test_acc_final) < 0.04
+        assert abs(a.train_acc_final - b.train_acc_final) < 0.02, (a.train_acc_final, b.train_acc_final)
+        assert abs(a.test_acc_final - b.test_acc_final) < 0.02, (a.test_acc_final, b.test_acc_final)
+        assert b.train_acc_final > 0.8, "bf16-mixed did not learn"
         assert not torch.equal(full.state(k)["fc1.weight"], mixed.state(k)["fc1.weight"]), "bf16 changed nothing"
 
 
