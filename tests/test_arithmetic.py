@@ -108,6 +108,7 @@ def test_precision_and_compile_from_the_command_line(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     runs = sorted(p.parent for p in tmp_path.glob("mnist1d-mlp/*/meta.json"))
     assert len(runs) == 2, "bf16-mixed trains in its own run directory"
+    assert all(json.loads((run / "meta.json").read_text())["tf32"] is False for run in runs), "no TF32 on a CPU"
     records = {json.loads((run / "meta.json").read_text())["config"].get("precision", "32-true"):
                [json.loads(p.read_text()) for p in sorted(run.glob("levels/*.json"))] for run in runs}
     mixed = [(r["precision"], r["compile"], r["tf32"]) for r in records["bf16-mixed"]]

@@ -39,6 +39,11 @@ def tf32_in_use(device: torch.device) -> bool:
     return device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
 
 
+def tf32_policy(precision: str, device: torch.device) -> bool:
+    """Whether runs of ``precision`` on ``device`` use TF32 (see :func:`use_tf32`)."""
+    return device.type == "cuda" and precision != "32-true"
+
+
 def autocast(precision: str, device_type: str) -> torch.autocast:
     """bfloat16 autocast under ``bf16-mixed``; a disabled one under ``32-true``."""
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
