@@ -22,7 +22,8 @@ from ticketbench.interpolation import PathErrors, alphas, interpolate, path_erro
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import load_masks
 from ticketbench.runs import RunDir, StabilityDir
-from ticketbench.training.stability import Analysis, Point
+from ticketbench.scoring import Diverged, _quantity
+from ticketbench.training.stability import Analysis, Point, point_line
 
 FOUR = [*TINY, "--levels", "4"]  # 40 steps per level, 4 levels: level 3 keeps ~51% of the hidden weights
 
@@ -234,3 +235,14 @@ def test_an_offline_analysis_logs_each_point_to_wandb(fake_data_dir: Path, tmp_p
     path = json.loads((segment / "files" / logged.summary["path/k000000-level00-none/path"]).read_text())
     assert path["columns"] == ["alpha", "test_error", "train_error"]
     assert [row[1] for row in path["data"]] == rec["test_error"]
+
+
+def test_a_point_whose_copy_diverged_is_not_a_measurement() -> None:
+    # copies at chance all along the path have an instability near 0: it must not read as stable
+    record = {"seed": 0, "arm": "instability", "level": 0, "control": "none", "rewind_step": 0,
+              "weights_remaining_percent": 100.0, "test_error": [0.9] * 30, "instability_test": 0.001,
+              "instability_train": 0.0, "copy_diverged": [False, True], "seconds": 1.0}
+    with pytest.raises(Diverged):
+        _quantity(record, "instability_test")
+    assert "(a copy diverged: not a measurement)" in point_line(record)
+    assert _quantity({**record, "copy_diverged": [False, False]}, "instability_test") == pytest.approx(0.1)

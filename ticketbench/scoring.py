@@ -115,7 +115,10 @@ class Diverged(Exception):
 
 def _quantity(record: dict, name: str) -> float:
     value = record.get(name)
-    if record.get("diverged") or (value is not None and not math.isfinite(value)):
+    # an instability record whose copies diverged: both sit at chance all along the path, so its
+    # instability is near 0 and would read as "stable"
+    diverged = record.get("diverged") or any(record.get("copy_diverged", ()))
+    if diverged or (value is not None and not math.isfinite(value)):
         raise Diverged(f"level {record['level']} of {record['arm']} diverged")
     if value is None:
         raise Unmeasurable(f"{name} is not recorded (e.g. no validation split)")

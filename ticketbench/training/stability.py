@@ -262,6 +262,8 @@ def path_record(task: TaskConfig, seed: int, arm: str, point: Point, start: Star
 def point_line(rec: dict[str, Any]) -> str:
     """One line per analysed point for the terminal."""
     verdict = "stable" if rec["instability_test"] < STABLE_BELOW else "unstable"
+    if any(rec["copy_diverged"]):
+        verdict = "a copy diverged: not a measurement"
     ends = f"{100 * (1 - rec['test_error'][0]):.2f}% / {100 * (1 - rec['test_error'][-1]):.2f}%"
     return (f"[seed {rec['seed']}] k {rec['rewind_step']}  level {rec['level']:2d} {rec['control']:12s} "
             f"P_m {rec['weights_remaining_percent']:6.2f}%  instability test {100 * rec['instability_test']:+.2f} pp "
