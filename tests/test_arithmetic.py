@@ -22,7 +22,7 @@ from test_replicas import train_seeds
 from ticketbench.config import load_task, override
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import full_masks
-from ticketbench.training.arithmetic import channels_last, tf32_in_use, use_tf32
+from ticketbench.training.arithmetic import channels_last, tf32_policy, use_tf32
 
 
 def _half_masks(task_model: str, seed: int) -> dict[str, torch.Tensor]:
@@ -95,7 +95,8 @@ def test_tf32_policy_follows_precision() -> None:
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
         use_tf32("bf16-mixed")
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
-        assert not tf32_in_use(torch.device("cpu")), "TF32 is a CUDA arithmetic: never recorded for a CPU run"
+        assert not tf32_policy("bf16-mixed", torch.device("cpu")), "TF32 is a CUDA arithmetic: never on a CPU"
+        assert tf32_policy("bf16-mixed", torch.device("cuda")) and not tf32_policy("32-true", torch.device("cuda"))
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 

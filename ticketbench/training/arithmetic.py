@@ -6,7 +6,8 @@
   part of a task's fingerprint (a bf16 run gets its own run directory).
 - TF32: under ``32-true`` it is switched off on CUDA (Ampere and later GPUs would otherwise round
   the inputs of float32 matrix products and convolutions to 10 mantissa bits); under
-  ``bf16-mixed`` it is on for what stays in float32. Every record says which.
+  ``bf16-mixed`` it is on for what stays in float32. Set before training or evaluating anything;
+  every record and meta.json say which.
 - Compilation (``compile``): the forward pass and the loss go through ``torch.compile`` (the
   backward pass with them); the optimizer step and the callback's mask enforcement, which runs as
   an optimizer step hook after every step, stay eager, so masks hold exactly. Compiled and eager
@@ -33,10 +34,6 @@ def use_tf32(precision: str) -> None:
     allowed = precision != "32-true"
     torch.backends.cuda.matmul.allow_tf32 = allowed
     torch.backends.cudnn.allow_tf32 = allowed
-
-
-def tf32_in_use(device: torch.device) -> bool:
-    return device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
 
 
 def tf32_policy(precision: str, device: torch.device) -> bool:
@@ -82,4 +79,4 @@ def loss_function(model: nn.Module, precision: str, compile_mode: str, device_ty
 def record_fields(precision: str, compile_mode: str, device: torch.device) -> dict[str, Any]:
     """What every level and path record says about the arithmetic that produced it."""
     return {"deterministic": torch.are_deterministic_algorithms_enabled(), "precision": precision,
-            "compile": compile_mode, "tf32": tf32_in_use(device)}
+            "compile": compile_mode, "tf32": tf32_policy(precision, device)}

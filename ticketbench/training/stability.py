@@ -40,7 +40,7 @@ from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
 from ticketbench.runs import RunDir, RunError, StabilityDir, finite_or_none, on_cpu, point_name
 from ticketbench.seeding import derive_seed, generator
 from ticketbench.tracking import Tracker
-from ticketbench.training.arithmetic import record_fields
+from ticketbench.training.arithmetic import record_fields, use_tf32
 from ticketbench.training.imp import Start, starting_point
 from ticketbench.training.level import LevelPlan, default_device, train_level
 from ticketbench.training.module import Chunks
@@ -155,6 +155,7 @@ class Analysis:
         return [by_name[p.name] for p in points]
 
     def _analyse_all(self, todo: list[Point], arrays: dict, bn: str) -> None:
+        use_tf32(self.task.precision)  # the path is evaluated in float32 (no autocast), TF32 per this policy
         task = self.task
         split = make_split(arrays, task.dataset, task.normalize, task.val_size, self.seed, default_device(),
                            stratified=task.split == "stratified", augment=task.augment == "crop-flip")
