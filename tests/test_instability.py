@@ -174,6 +174,22 @@ def test_a_killed_analysis_resumes_to_the_uninterrupted_result(point: str, fake_
     assert {k: v for k, v in whole.items() if k != "seconds"} == {k: v for k, v in again.items() if k != "seconds"}
 
 
+def test_a_stopped_analysis_says_what_it_kept(fake_data_dir: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "ticketbench", "instability", "lenet300-mnist", *FOUR, "--points", "5",
+           "--out", str(tmp_path)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", TICKETBENCH_DATA=str(fake_data_dir),
+               TICKETBENCH_FAULT="pause:write copies/k000000-level00-none-copy1.pt")
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.startswith("paused at"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines()[-1] == ("ticketbench: stopped by SIGTERM; every finished point and trained "
+                                               "copy is kept: run the same command to resume")
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--at-levels", "2"], "level 2 needs the winning-ticket mask"),
     (["--at-levels", "0,2", "--rewind-steps", "0,10"], "subnetworks are analysed at the rewind step"),

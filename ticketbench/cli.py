@@ -613,8 +613,9 @@ def main(argv: list[str] | None = None) -> int:
             args = parser().parse_args(argv)
             return _dispatch(args)
     except Interrupted as stop:
-        what = "every finished level is kept: run the same command to resume" if args and args.command in (
-            "run", "sweep", "instability") else "nothing was left half-written"
+        kept = {"run": "every finished level", "sweep": "every finished level",
+                "instability": "every finished point and trained copy"}.get(args.command if args else "")
+        what = f"{kept} is kept: run the same command to resume" if kept else "nothing was left half-written"
         print(f"ticketbench: stopped by {stop.name}; {what}", file=sys.stderr)
         return stop.exit_code
     except (ConfigError, DataError, RunError) as err:
