@@ -136,9 +136,17 @@ def _resnet(lr: float, steps: int, eval_every: int) -> TaskConfig:
 @pytest.mark.parametrize(("lr", "steps", "eval_every"), [(0.01, 3, 1), (1e-12, 200, 100)], ids=["short", "statistics"])
 def test_batchnorm_replicas_equal_separate_runs(fake_cifar_dir, lr, steps, eval_every) -> None:
     task = _resnet(lr, steps, eval_every)
-    together, results = train_seeds(task, fake_cifar_dir, [0, 1])
-    for k, seed in enumerate([0, 1]):
-        alone, (result,) = train_seeds(task, fake_cifar_dir, [seed])
+    threads = torch.get_num_threads()
+    # one thread: at two, this CPU convolves a single model with another algorithm whose rounding
+    # moved seed 1's conv weights by 5e-5 in three steps (measured; the conditioning noted above),
+    # while at one thread stacked and separate agree to 1e-8 beyond the tolerance's relative part
+    torch.set_num_threads(1)
+    try:
+        together, results = train_seeds(task, fake_cifar_dir, [0, 1])
+        separate = [train_seeds(task, fake_cifar_dir, [seed]) for seed in (0, 1)]
+    finally:
+        torch.set_num_threads(threads)
+    for k, (seed, (alone, (result,))) in enumerate(zip((0, 1), separate, strict=True)):
         mine, theirs = together.state(k), alone.state(0)
         assert mine["bn.num_batches_tracked"] == theirs["bn.num_batches_tracked"] == steps
         for name, value in theirs.items():
