@@ -85,8 +85,8 @@ def test_recomputed_batchnorm_statistics_are_those_of_the_given_batches() -> Non
         path_errors(net, net.state_dict(), net.state_dict(), {}, bn="none")
 
 
-def _analysis(out: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
-    return ticketbench("instability", "lenet300-mnist", *FOUR, "--out", str(out), *extra, data=data)
+def _analysis(out: Path, data: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return ticketbench("instability", "lenet300-mnist", *FOUR, "--out", str(out), *extra, data=data, env=env)
 
 
 def _point(out: Path, name: str, arm: str = "instability") -> dict:
@@ -150,6 +150,29 @@ def test_the_dense_rewind_point_is_the_imp_runs_theta_k(fake_data_dir: Path, tmp
     assert start.step == 15
     assert all(torch.allclose(v, rewound[n], rtol=0, atol=1e-6) for n, v in start.model.state_dict().items())
     assert not torch.equal(rewound["fc1.weight"], build_model(task.model, 0).state_dict()["fc1.weight"])
+
+
+def test_a_resumed_analysis_reuses_theta_k_and_retrains_copies_of_another_theta_k(fake_data_dir: Path,
+                                                                                    tmp_path: Path) -> None:
+    assert _analysis(tmp_path, fake_data_dir, "--rewind-steps", "15", "--points", "3").returncode == 0
+    run = StabilityDir(next((tmp_path / "lenet300-mnist").glob("instability-seed0-*")))
+    name = "k000015-level00-none"
+    first = _point(tmp_path, name)
+    # the point again from the cache: neither θ_k nor a copy is trained (a validation would fail)
+    run.point_path(name).unlink()
+    again = _analysis(tmp_path, fake_data_dir, "--rewind-steps", "15", "--points", "3",
+                      env={"TICKETBENCH_FAULT": "enospc:level 0 step *"})
+    assert again.returncode == 0, again.stderr
+    assert {k: v for k, v in _point(tmp_path, name).items() if k != "seconds"} == \
+        {k: v for k, v in first.items() if k != "seconds"}
+    # a θ_k that is not the one the cached copies started from: both copies are trained again
+    start = torch.load(run.start_path(name), weights_only=True)
+    start["state"]["fc1.weight"] += 1e-3
+    torch.save(start, run.start_path(name))
+    run.point_path(name).unlink()
+    retrained = _analysis(tmp_path, fake_data_dir, "--rewind-steps", "15", "--points", "3",
+                          env={"TICKETBENCH_FAULT": "enospc:write copies/*-copy0.pt"})
+    assert "disk full while writing (copies/k000015-level00-none-copy0.pt)" in retrained.stderr, retrained.stderr
 
 
 @pytest.mark.parametrize("point", ["write copies/k000000-level00-none-copy1.pt",

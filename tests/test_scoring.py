@@ -10,9 +10,9 @@ from conftest import lenet_p_m, write_run
 from test_cli import ticketbench
 
 from ticketbench.config import ConfigError
-from ticketbench.references import load_references, parse_references, reference_tasks
+from ticketbench.references import Metric, load_references, parse_references, reference_tasks
 from ticketbench.report import claim_row, level_table, mean_table
-from ticketbench.scoring import Unmeasurable, load_run_set, nearest_level, score
+from ticketbench.scoring import Unmeasurable, load_run_set, nearest_level, score, stable_from
 from ticketbench.stats import FAIL, INCONCLUSIVE, NOT_RUN, PASS, Interval, t_quantile_975, verdict
 from ticketbench.testing import assert_reproduces
 
@@ -230,3 +230,21 @@ def test_the_mean_table_gives_every_arm_its_mean_over_seeds_with_an_interval(tmp
     half = 4.303 * 0.5 / 3**0.5  # t_{0.975, 2} * sd / sqrt(n): values 98.0, 97.0, 97.5 have sd 0.5
     assert lines[2] == f"| 0 | 100.0 | 3 | 3,300 | 97.50 [{97.5 - half:.2f}, {97.5 + half:.2f}] | — | — | — |"
     assert lines[3] == f"| 1 | {lenet_p_m(1):.1f} | — | — | — | 1 | 4,000 | 96.00 |"
+
+
+@pytest.mark.parametrize(("instability_pp", "expected"), [
+    ({0: 5.0, 100: 1.0, 500: 0.5, 2000: 0.2}, 100),
+    ({0: 1.0, 100: 5.0, 500: 0.5, 2000: 0.2}, 500),  # stable at k = 0 by chance does not count
+    ({0: 0.1, 100: 0.2}, 0),
+    ({0: 1.0, 100: 0.5, 500: 3.0}, "unstable at the largest analysed k = 500"),
+])
+def test_stable_from_is_the_first_k_of_the_stable_run_up_to_the_largest_k(instability_pp: dict[int, float],
+                                                                         expected: int | str) -> None:
+    arms = {f"instability@k{k}": {0: {"level": 0, "arm": "instability", "weights_remaining_percent": 100.0,
+                                       "instability_test": pp / 100}} for k, pp in instability_pp.items()}
+    metric = Metric(kind="value", arm="instability", quantity="stable_from_step", p_m=100.0)
+    if isinstance(expected, str):
+        with pytest.raises(Unmeasurable, match=expected):
+            stable_from(metric, arms)
+    else:
+        assert stable_from(metric, arms)[0] == expected

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from ticketbench.config import (
+    BN_MODES,
     COMPILE_MODES,
     PRECISIONS,
     ConfigError,
@@ -30,7 +31,7 @@ from ticketbench.config import (
 from ticketbench.controls import CONTROLS, SANITY
 from ticketbench.data import DataError
 from ticketbench.interrupt import Interrupted, stop_on_signals
-from ticketbench.runs import RunError
+from ticketbench.runs import RunError, StabilityDir, open_run
 from ticketbench.seeds import DIGITS, MAX_SEED
 from ticketbench.task_check import check_task
 from ticketbench.wandb_mode import MODES, WandbOptions
@@ -161,8 +162,6 @@ def _sweep_parser(sub: argparse._SubParsersAction, parents: list[argparse.Argume
 
 def _instability_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser],
                         task_help: str) -> None:
-    from ticketbench.interpolation import BN_MODES
-
     stab = sub.add_parser("instability", parents=parents,
                           help="linear mode connectivity: error along the path between two copies trained from θ_k")
     stab.add_argument("task", nargs="?", default="mnist1d-mlp", help=task_help)
@@ -592,11 +591,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "instability":
         _instability(args)
     elif args.command == "table":
-        from ticketbench.report import is_analysis, level_table, mean_table, path_table
+        from ticketbench.report import level_table, mean_table, path_table
 
-        named = [_run_dir(p) for p in args.runs]
-        analyses = [p for p in named if is_analysis(p)]
-        runs = [p for p in named if p not in analyses]
+        named = [open_run(_run_dir(p)) for p in args.runs]
+        analyses = [r.path for r in named if isinstance(r, StabilityDir)]
+        runs = [r.path for r in named if not isinstance(r, StabilityDir)]
         if runs:
             print((mean_table if args.mean else level_table)(runs), end="")
         if analyses:

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ticketbench.config import BN_MODES
 from ticketbench.pruning.masks import Masks
 
 State = dict[str, torch.Tensor]
-BN_MODES = ("recompute", "interpolate")
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]  # a fresh pass over (inputs, labels)
 
 

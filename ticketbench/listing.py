@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ticketbench.run_schema import ANALYSIS_ARMS
 from ticketbench.runs import RunDir, StabilityDir
 from ticketbench.tracking import offline_runs, unsynced
 
@@ -30,8 +29,8 @@ def run_row(run: RunDir) -> dict[str, str]:
     """One run directory as display strings for ``ticketbench runs``; for an instability analysis
     the points analysed of those asked, and the density of the last one."""
     meta = run.meta()
-    if meta["arm"] in ANALYSIS_ARMS:
-        records = StabilityDir(run.path).point_records()
+    if isinstance(run, StabilityDir):
+        records = run.point_records()
         asked: int | None = len(meta.get("points", [])) or None
         status = "complete" if asked is not None and len(records) >= asked else "incomplete"
         unit = " points"

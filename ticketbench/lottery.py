@@ -48,7 +48,7 @@ from ticketbench.controls import CONTROLS, TICKET, Control
 from ticketbench.pruning.masks import Masks, full_masks, layer_remaining_percent, remaining_percent
 from ticketbench.pruning.schedule import next_masks
 from ticketbench.runs import RunDir, RunError
-from ticketbench.tracking import Tracker
+from ticketbench.tracking import Tracker, open_tracker
 from ticketbench.training.imp import level_line, require_ticket
 from ticketbench.wandb_mode import WandbOptions, resolve_mode
 
@@ -162,8 +162,8 @@ class _Arm:
             records = self.run.records() if self.run.path.is_dir() else []  # all checked before anything is written
             stopped = any(r["diverged"] for r in records)
             todo = [] if stopped else [lvl for lvl in range(first, ex.levels) if not self.run.has_level(lvl)]
-            if self.writes and self.wandb is not None and self.wandb.mode != "off":
-                self.tracker = Tracker(self.run, ex, self.seed, self.wandb)
+            if self.writes:
+                self.tracker = open_tracker(self.run, ex, self.seed, self.wandb)
             failed = True
             try:
                 for level in todo:
@@ -173,9 +173,8 @@ class _Arm:
                     self.tracker.experiment_done()
                 failed = False
             finally:
-                segments = self.tracker.finish(failed) if self.tracker else []
-                if segments:
-                    self.echo(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
+                if self.tracker:
+                    self.tracker.close(failed, self.echo)
         return self.run
 
     def _module(self, seed: int) -> L.LightningModule:
@@ -300,4 +299,4 @@ class _Shifted(Logger):
         self.inner.log_metrics(metrics, self.position())
 
     def finalize(self, status: str) -> None:
-        """Closed by the arm (:meth:`Tracker.finish`), not by the end of a level's fit."""
+        """Closed by the arm (:meth:`Tracker.close`), not by the end of a level's fit."""

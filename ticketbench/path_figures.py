@@ -9,17 +9,11 @@ from typing import TYPE_CHECKING
 
 from ticketbench.atomic import save_figure
 from ticketbench.run_schema import STABLE_BELOW
-from ticketbench.scoring import RunSet
+from ticketbench.scoring import RunSet, path_group
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-
-def _group(arm: str) -> tuple[str, int]:
-    """``instability-random-prune@k500`` -> (``instability-random-prune``, 500)."""
-    name, _, k = arm.rpartition("@k")
-    return name, int(k)
 
 
 def _label(group: str) -> str:
@@ -36,10 +30,9 @@ def _by_point(run_set: RunSet) -> dict[tuple[str, int, int], list[dict]]:
     """(analysis group, k, level) -> the records of every seed."""
     found: dict[tuple[str, int, int], list[dict]] = {}
     for arms in run_set.paths.values():
-        for arm, records in arms.items():
-            group, k = _group(arm)
-            for level, rec in records.items():
-                found.setdefault((group, k, level), []).append(rec)
+        for records in arms.values():
+            for rec in records.values():
+                found.setdefault((path_group(rec), rec["rewind_step"], rec["level"]), []).append(rec)
     return found
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ticketbench.atomic import save_figure
-from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
+from ticketbench.run_schema import STABLE_BELOW
 from ticketbench.runs import RunDir, StabilityDir
 from ticketbench.scoring import ClaimResult, RunSet, accuracy_pct, one_configuration
 from ticketbench.stats import Interval
@@ -41,11 +41,6 @@ def level_table(run_dirs: list[Path]) -> str:
             row += [show(recs[level]) if level in recs else "—" for _, show in fields]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
-
-
-def is_analysis(path: Path) -> bool:
-    """Whether the run directory ``path`` holds an instability analysis (not levels)."""
-    return RunDir(Path(path)).meta()["arm"] in ANALYSIS_ARMS
 
 
 def path_table(run_dirs: list[Path]) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ticketbench.config import COMPILE_MODES, PRECISIONS
+from ticketbench.config import BN_MODES, COMPILE_MODES, PRECISIONS
 
 ANALYSIS_ARMS = ("instability", "instability-same-noise")  # the arms of instability analyses
 STABLE_BELOW = 0.02  # Frankle et al. 2020: a pair is stable when its instability is below 2 percentage points
@@ -88,7 +88,7 @@ class PathRecord(BaseModel):
     control: str
     rewind_step: Count
     weights_remaining_percent: Annotated[float, Field(gt=0.0, le=100.0, allow_inf_nan=False)]
-    bn: Literal["none", "recompute", "interpolate"]
+    bn: Literal[("none", *BN_MODES)]  # type: ignore[valid-type]
     alphas: Annotated[list[Fraction], Field(min_length=2)]
     test_error: list[Fraction]
     train_error: list[Fraction]

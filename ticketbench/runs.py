@@ -37,7 +37,7 @@ from torch import nn
 
 from ticketbench.atomic import atomic_write, write_json, write_text
 from ticketbench.pruning.masks import Masks, load_masks, mask_problem, save_masks
-from ticketbench.run_schema import LevelRecord, Meta, PathRecord, check
+from ticketbench.run_schema import ANALYSIS_ARMS, LevelRecord, Meta, PathRecord, check
 from ticketbench.training.arithmetic import tf32_policy
 
 LOCK_ATTEMPTS = 5
@@ -318,6 +318,7 @@ class StabilityDir(RunDir):
         meta.json                   as for a run; arm instability or instability-same-noise
         points/k<K>-level<L>-<control>.json   one record per analysed point (written last)
         copies/k<K>-level<L>-<control>-copy<C>.pt   the two trained copies (not evidence)
+        copies/k<K>-level00-none-start.pt     the dense θ_k for k > 0 (not evidence)
     """
 
     def point_path(self, name: str) -> Path:
@@ -325,6 +326,9 @@ class StabilityDir(RunDir):
 
     def copy_path(self, name: str, copy: int) -> Path:
         return self.path / "copies" / f"{name}-copy{copy}.pt"
+
+    def start_path(self, name: str) -> Path:
+        return self.path / "copies" / f"{name}-start.pt"
 
     def looks_like_run(self) -> bool:
         return (self.path / "points").is_dir() or (self.path / "copies").is_dir()
@@ -349,6 +353,13 @@ class StabilityDir(RunDir):
                                "Remove it, and the same command analyses that point again")
             found.append(rec)
         return found
+
+
+def open_run(path: Path) -> RunDir:
+    """The run directory ``path`` (it holds meta.json): a :class:`StabilityDir` when it holds an
+    instability analysis, else a :class:`RunDir` of levels."""
+    run = RunDir(Path(path))
+    return StabilityDir(run.path) if run.meta()["arm"] in ANALYSIS_ARMS else run
 
 
 def read_checked(path: Path, schema: type, remedy: str) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ticketbench.references import Claim, Metric, References
-from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
-from ticketbench.runs import RunDir, RunError, StabilityDir
+from ticketbench.run_schema import STABLE_BELOW
+from ticketbench.runs import RunDir, RunError, StabilityDir, open_run
 from ticketbench.stats import FAIL, NOT_RUN, Interval, verdict
 
 Records = dict[int, dict]  # level -> record
@@ -50,9 +50,9 @@ def discover(paths: list[Path]) -> list[RunDir]:
     found: list[RunDir] = []
     for path in map(Path, paths):
         if (path / "meta.json").is_file():
-            found.append(RunDir(path))
+            found.append(open_run(path))
         elif path.is_dir():
-            found += [RunDir(m.parent) for m in sorted(path.glob("**/meta.json"))]
+            found += [open_run(m.parent) for m in sorted(path.glob("**/meta.json"))]
             orphan = next((d.parent for d in sorted(path.glob("**/levels")) if not (d.parent / "meta.json").is_file()),
                           None)
             if orphan is not None:
@@ -90,19 +90,23 @@ def load_run_set(paths: list[Path]) -> RunSet:
     task, fingerprint = one_configuration(runs, metas)
     run_set = RunSet(task=task, fingerprint=fingerprint, runs=runs)
     for run, meta in zip(runs, metas, strict=True):
-        if meta["arm"] in ANALYSIS_ARMS:
-            for rec in StabilityDir(run.path).point_records():
+        if isinstance(run, StabilityDir):
+            for rec in run.point_records():
                 run_set.paths.setdefault(meta["seed"], {}).setdefault(path_arm(rec), {})[rec["level"]] = rec
         else:
             run_set.seeds.setdefault(meta["seed"], {})[meta["arm"]] = {r["level"]: r for r in run.records()}
     return run_set
 
 
+def path_group(rec: dict) -> str:
+    """The analysis (``instability`` or ``instability-same-noise``) of an instability record, with
+    ``-<control>`` for subnetworks of a control."""
+    return rec["arm"] if rec["control"] == "none" else f"{rec['arm']}-{rec['control']}"
+
+
 def path_arm(rec: dict) -> str:
-    """The arm name under which claims read an instability record: the analysis (``instability``
-    or ``instability-same-noise``), ``-<control>`` for subnetworks of a control, and ``@k<K>``."""
-    control = "" if rec["control"] == "none" else f"-{rec['control']}"
-    return f"{rec['arm']}{control}@k{rec['rewind_step']}"
+    """The arm name under which claims read an instability record: its :func:`path_group` and ``@k<K>``."""
+    return f"{path_group(rec)}@k{rec['rewind_step']}"
 
 
 class Unmeasurable(Exception):
@@ -183,8 +187,12 @@ def stable_from(metric: Metric, arms: dict[str, Records]) -> tuple[float, str]:
     stable = {k: _quantity(nearest_level(arms[f"{prefix}{k}"], metric.p_m or 100.0), "instability_test")
               < 100 * STABLE_BELOW for k in steps}
     if not stable[steps[-1]]:
-        raise Unmeasurable(f"unstable at every analysed k up to {steps[-1]}; analyse later rewind steps")
-    first = next(k for i, k in enumerate(steps) if all(stable[j] for j in steps[i:]))
+        raise Unmeasurable(f"unstable at the largest analysed k = {steps[-1]}; analyse later rewind steps")
+    first = steps[-1]
+    for k in reversed(steps):  # back from the largest k while it stays stable
+        if not stable[k]:
+            break
+        first = k
     return float(first), f"analysed k: {', '.join(map(str, steps))}"
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import secrets
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -189,10 +190,17 @@ class Tracker:
             self.logger.log_metrics(logged, step=x)
             self.logger.experiment.summary.update({f"verdict/{r.claim.id}": r.verdict for r in results})
 
-    def finish(self, failed: bool = False) -> list[Path]:
-        """Close the W&B run; return the offline segments still to sync."""
+    def close(self, failed: bool, echo: Callable[[str], None]) -> None:
+        """Close the W&B run and say how to upload its offline segments still to sync."""
         self.logger.experiment.finish(exit_code=1 if failed else 0)
-        return unsynced(self.run)
+        segments = unsynced(self.run)
+        if segments:
+            echo(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
+
+
+def open_tracker(run: RunDir, task: Protocol, seed: int, options: WandbOptions | None) -> Tracker | None:
+    """The run's :class:`Tracker` when W&B logging is on (``options`` with a mode other than off)."""
+    return Tracker(run, task, seed, options) if options is not None and options.mode != "off" else None
 
 
 class ReplicaLogger(Logger):

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ticketbench.config import TaskConfig, load_task, override
-from ticketbench.data import BatchStream, make_split
+from ticketbench.data import BatchStream, task_split
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.models import build_model
 from ticketbench.training.arithmetic import channels_last, use_tf32, wants_channels_last
@@ -59,8 +59,7 @@ def _arrays(dataset: str, n_train: int, n_test: int = 1000) -> dict[str, np.ndar
 
 def _split(task: TaskConfig, seed: int, device: torch.device):
     arrays = _arrays(task.dataset, task.val_size + 20 * task.batch_size)
-    return make_split(arrays, task.dataset, task.normalize, task.val_size, seed, device,
-                      augment=task.augment == "crop-flip")
+    return task_split(arrays, task, seed, device)
 
 
 def _synchronize(device: torch.device) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ticketbench.config import ConfigError
+from ticketbench.config import ConfigError, TaskConfig
 from ticketbench.data.store import DataError
 from ticketbench.seeding import generator
 
@@ -157,6 +157,14 @@ def _holdout(labels: np.ndarray, val_size: int, split_seed: int, stratified: boo
     keep = torch.ones(n, dtype=torch.bool)
     keep[val] = False
     return order[keep[order]], val
+
+
+def task_split(arrays: dict[str, np.ndarray], task: TaskConfig, seed: int,
+               device: torch.device | str = "cpu") -> DeviceSplit:
+    """The split of ``task`` for ``seed``: its dataset, normalisation, validation size, kind of
+    hold-out and augmentation."""
+    return make_split(arrays, task.dataset, task.normalize, task.val_size, seed, device,
+                      stratified=task.split == "stratified", augment=task.augment == "crop-flip")
 
 
 def make_split(arrays: dict[str, np.ndarray], dataset: str, normalize: str, val_size: int, split_seed: int,

@@ -4,10 +4,8 @@ mask, rewind point and early-stop point per replica."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import lightning as L
 
@@ -42,14 +40,14 @@ class ReplicaTickets(LotteryTicket):
     the module's per-replica ``val_loss`` / ``val_acc`` after each validation; a NaN or infinite
     validation loss, or mean training loss of a block of steps, marks a replica as diverged, and
     training stops when all have. ``initial_optimizer_states`` (one per replica) are loaded before
-    the first step of a level that resumes them.
+    the first step of a level that resumes them. It keeps no Lightning checkpoint state: a level
+    stopped midway is trained again from its start (runs resume at level granularity).
     """
 
     def __init__(self, model: Replicas, masks: list[Masks], *, start_step: int, rewind_step: int | None,
                  initial_optimizer_states: list[dict] | None = None) -> None:
         stacked = {PREFIX + n: m for n, m in model.stack(masks).items()}
-        super().__init__(list(stacked), masks=stacked, rewind_step=rewind_step, rewind_optimizer=True,
-                         start_step=start_step)
+        super().__init__(list(stacked), masks=stacked, rewind_step=rewind_step, start_step=start_step)
         self.model, self.initial_optimizer_states = model, initial_optimizer_states
         self.points = [ReplicaPoints() for _ in range(model.size)]
 
@@ -98,10 +96,3 @@ class ReplicaTickets(LotteryTicket):
             self._remove_hooks()
             return
         super().on_train_end(trainer, pl_module)
-
-    def state_dict(self) -> dict[str, Any]:
-        return super().state_dict() | {"points": [dataclasses.asdict(p) for p in self.points]}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self.points = [ReplicaPoints(**p) for p in state_dict["points"]]

@@ -28,13 +28,13 @@ from torch import nn
 from ticketbench.atomic import remove_partial_writes
 from ticketbench.config import TaskConfig
 from ticketbench.controls import CONTROLS, TICKET
-from ticketbench.data import BatchStream, load_arrays, make_split
+from ticketbench.data import BatchStream, load_arrays, task_split
 from ticketbench.data.tensors import DeviceSplit, ReplicaData
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import Masks, apply_masks, full_masks, layer_remaining_percent, remaining_percent
 from ticketbench.pruning.schedule import next_masks, pruned_tensors
 from ticketbench.runs import RunDir, RunError, finite_or_none
-from ticketbench.tracking import ReplicaLogger, Tracker
+from ticketbench.tracking import ReplicaLogger, open_tracker
 from ticketbench.training.arithmetic import record_fields
 from ticketbench.training.level import LevelPlan, LevelResult, default_device, train_level
 from ticketbench.training.progress import Eta
@@ -134,14 +134,10 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
     its own seed's split and data order. Level 0 captures θ_k; ``wandb`` with a resolved mode logs
     each arm to its own W&B run."""
     device = default_device()
-    augment = task.augment == "crop-flip"
-    splits = {seed: make_split(arrays, task.dataset, task.normalize, task.val_size, seed,
-                               device, stratified=task.split == "stratified", augment=augment)
-              for seed in dict.fromkeys(a.seed for a in arms)}
-    streams = {seed: BatchStream(len(split.y_train), task.batch_size, seed, augment=augment)
+    splits = {seed: task_split(arrays, task, seed, device) for seed in dict.fromkeys(a.seed for a in arms)}
+    streams = {seed: BatchStream(len(split.y_train), task.batch_size, seed, augment=split.augments)
                for seed, split in splits.items()}
-    trackers = [Tracker(a.run, task, a.seed, wandb) if wandb is not None and wandb.mode != "off" else None
-                for a in arms]
+    trackers = [open_tracker(a.run, task, a.seed, wandb) for a in arms]
     eta = Eta(sum(task.max_steps - (task.rewind_step if lvl else 0) for a in arms for lvl in a.todo))
     pending = [list(a.todo) for a in arms]
     failed = True
@@ -189,9 +185,8 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
         failed = False
     finally:
         for tracker in trackers:
-            segments = tracker.finish(failed) if tracker else []
-            if segments:
-                echo(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
+            if tracker:
+                tracker.close(failed, echo)
 
 
 def imp_arm(task: TaskConfig, seed: int, control: str = "none", out: Path = Path("runs"),

@@ -12,8 +12,9 @@ on the test set and on the training set (see :mod:`ticketbench.interpolation`).
 
 Run directory ``<out>/<task>/instability-seed<S>-<fingerprint>/`` (``instability-same-noise-...``
 for the negative control): meta.json, one record per point in ``points/`` (written last: it
-marks the point done), and each trained copy in ``copies/`` (not evidence), so a killed analysis
-resumes at the last finished copy.
+marks the point done), and each trained copy in ``copies/`` (not evidence) with the digest of
+the θ_k it started from, and the dense θ_k for k > 0, so a killed analysis resumes at the last
+finished copy, from the same θ_k.
 """
 
 from __future__ import annotations
@@ -31,18 +32,19 @@ import torch
 from ticketbench.atomic import atomic_write, remove_partial_writes, write_json
 from ticketbench.config import ConfigError, TaskConfig
 from ticketbench.controls import TICKET
-from ticketbench.data import BatchStream, load_arrays, make_split
+from ticketbench.data import BatchStream, load_arrays, task_split
 from ticketbench.data.tensors import DeviceSplit, ReplicaData
 from ticketbench.interpolation import Batches, PathErrors, has_batchnorm, path_errors
+from ticketbench.models import build_model
 from ticketbench.pruning.masks import remaining_percent
 from ticketbench.pruning.schedule import pruned_tensors
 from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
-from ticketbench.runs import RunDir, RunError, StabilityDir, finite_or_none, on_cpu, point_name
+from ticketbench.runs import RunDir, RunError, StabilityDir, finite_or_none, on_cpu, point_name, state_digest
 from ticketbench.seeding import derive_seed, generator
-from ticketbench.tracking import Tracker
+from ticketbench.tracking import open_tracker
 from ticketbench.training.arithmetic import record_fields, use_tf32
 from ticketbench.training.imp import Start, starting_point
-from ticketbench.training.level import LevelPlan, default_device, train_level
+from ticketbench.training.level import LevelPlan, default_device, fit_level, train_level
 from ticketbench.training.module import Chunks
 from ticketbench.training.replicas import Replicas
 from ticketbench.wandb_mode import WandbOptions
@@ -94,6 +96,19 @@ class Copy:
     steps: int
     seconds: float
     diverged: bool
+    start: str  # digest of the θ_k it was trained from
+
+
+def _cached(path: Path) -> dict[str, Any] | None:
+    """The contents of a cache file in ``copies/``; None when there is none or it does not load
+    (it is then removed and trained again)."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 - any damage means: train it again
+        path.unlink()
+        return None
 
 
 def _sets(split: DeviceSplit, chunk: int = 10_000) -> dict[str, Batches]:
@@ -121,8 +136,12 @@ class Analysis:
                  wandb: WandbOptions | None = None) -> None:
         self.task, self.seed, self.same_noise, self.bn = task, seed, same_noise, bn
         self.points_on_path, self.progress, self.echo, self.wandb = points_on_path, progress, echo, wandb
-        self.run = StabilityDir.for_arm(out, task, seed, SAME_NOISE_ARM if same_noise else ARM)
+        self.run = StabilityDir.for_arm(out, task, seed, self.run_arm)
         self.imp = RunDir.for_arm(out, task, seed, TICKET.arm)
+
+    @property
+    def run_arm(self) -> str:
+        return SAME_NOISE_ARM if self.same_noise else ARM
 
     def todo(self, points: list[Point]) -> list[Point]:
         return [p for p in points if not self.run.point_path(p.name).is_file()]
@@ -138,12 +157,13 @@ class Analysis:
     def analyse(self, points: list[Point], data_dir: str | None = None) -> list[dict[str, Any]]:
         """Analyse the points not finished yet; every point's record. ``wandb`` with a resolved mode
         logs the points to the run directory's W&B run."""
-        self.check(self.todo(points))
+        todo = self.todo(points)
+        self.check(todo)
         task = self.task
-        arrays = load_arrays(task.dataset, data_dir) if self.todo(points) else {}
+        arrays = load_arrays(task.dataset, data_dir) if todo else {}
         with self.run.lock():
             remove_partial_writes(self.run.path)
-            model = starting_point(task, self.seed, "none", 0, self.imp, self.imp).model
+            model = build_model(task.model, self.seed)
             bn = self.bn if has_batchnorm(model) else "none"
             self.run.start(task, self.seed, self.run_arm, 0, pruned_tensors(model, task.pruning), bn=bn,
                            points_on_path=self.points_on_path)
@@ -157,61 +177,68 @@ class Analysis:
     def _analyse_all(self, todo: list[Point], arrays: dict, bn: str) -> None:
         use_tf32(self.task.precision)  # the path is evaluated in float32 (no autocast), TF32 per this policy
         task = self.task
-        split = make_split(arrays, task.dataset, task.normalize, task.val_size, self.seed, default_device(),
-                           stratified=task.split == "stratified", augment=task.augment == "crop-flip")
-        on = self.wandb is not None and self.wandb.mode != "off"
-        tracker = Tracker(self.run, task, self.seed, self.wandb) if on else None
+        split = task_split(arrays, task, self.seed, default_device())
+        tracker = open_tracker(self.run, task, self.seed, self.wandb)
         failed = True
         try:
             for point in todo:
                 rec = self._analyse(point, split, bn)
-                self.run.point_path(point.name).parent.mkdir(parents=True, exist_ok=True)
                 write_json(self.run.point_path(point.name), rec)
                 self.echo(point_line(rec))
                 if tracker:
                     tracker.point_done(rec, self.run.point_records())
             failed = False
         finally:
-            segments = tracker.finish(failed) if tracker else []
-            if segments:
-                self.echo(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
-
-    @property
-    def run_arm(self) -> str:
-        return SAME_NOISE_ARM if self.same_noise else ARM
+            if tracker:
+                tracker.close(failed, self.echo)
 
     def _start(self, point: Point, split: DeviceSplit) -> Start:
-        """The masked θ_k both copies start from."""
+        """The masked θ_k both copies start from; the dense network trained to k > 0 is cached in
+        ``copies/``, so that a resumed analysis starts its second copy from the first one's θ_k."""
         task = self.task
         if point.level > 0:
             return starting_point(task, self.seed, point.control, point.level, self.imp, self.imp)
         start = starting_point(task, self.seed, "none", 0, self.imp, self.imp)  # θ0, every weight kept
         if point.k == 0:
             return start
-        # the dense network trained for k steps on the seed's own data order, as level 0 of IMP is
-        to_k = dataclasses.replace(task, max_steps=point.k, rewind_step=point.k)
-        model = Replicas([start.model.to(split.device)])
-        stream = BatchStream(len(split.y_train), task.batch_size, self.seed, augment=split.augments)
-        result, = train_level(LevelPlan(to_k, model, [start.masks], ReplicaData([split]), [stream],
-                                        capture_rewind=True, progress=self._label(point, "to k")))
-        start.model.load_state_dict(result.rewind_state)
-        optimizer_state = result.rewind_optimizer_state if task.optimizer.at_rewind == "rewind" else None
+        path = self.run.start_path(point.name)
+        reached = _cached(path)
+        if reached is None:
+            reached = self._train_to_k(point, start, split)
+            atomic_write(path, lambda f: torch.save(reached, f))
+        start.model.load_state_dict(reached["state"])
+        optimizer_state = reached["optimizer_state"] if task.optimizer.at_rewind == "rewind" else None
         return Start(start.model, start.masks, point.k, optimizer_state)
+
+    def _train_to_k(self, point: Point, start: Start, split: DeviceSplit) -> dict[str, Any]:
+        """θ_k and the optimizer state at k of the dense network, trained from θ0 on the seed's own
+        data order as level 0 of IMP is (without the validations and tests of a level)."""
+        task = self.task
+        to_k = dataclasses.replace(task, max_steps=point.k, rewind_step=point.k, eval_every=point.k)
+        stream = BatchStream(len(split.y_train), task.batch_size, self.seed, augment=split.augments)
+        fitted = fit_level(LevelPlan(to_k, Replicas([start.model.to(split.device)]), [start.masks],
+                                     ReplicaData([split]), [stream], capture_rewind=True,
+                                     progress=self._label(point, "to k")))
+        reached = fitted.callback.points[0]
+        if reached.rewind_state is None:
+            raise RunError(f"{point.name}: the dense network diverged before step k = {point.k}; "
+                           "there is no θ_k to analyse (a lower learning rate, or another k)")
+        return {"state": on_cpu(reached.rewind_state), "optimizer_state": on_cpu(reached.rewind_optimizer_state)}
 
     def _label(self, point: Point, what: str) -> str | None:
         return f"[{point.name}] {what}" if self.progress else None
 
     def _copy(self, point: Point, start: Start, index: int, split: DeviceSplit) -> Copy:
-        """Copy ``index`` trained from ``start`` (loaded from disk when a killed run finished it)."""
+        """Copy ``index`` trained from ``start`` (loaded from disk when a killed run finished it
+        from the same θ_k)."""
         path = self.run.copy_path(point.name, index)
-        if path.is_file():
-            try:
-                return Copy(**torch.load(path, weights_only=True))
-            except Exception:  # noqa: BLE001 - a copy file is a cache: train it again
-                path.unlink()
+        origin = state_digest(on_cpu(start.model.state_dict()))
+        cached = _cached(path)
+        if cached is not None and cached.get("start") == origin:
+            return Copy(**cached)
         task = self.task
         noise = derive_seed(self.seed, "instability-copy", 0 if self.same_noise else index)
-        model = Replicas([_clone(start).to(split.device)])
+        model = Replicas([copy.deepcopy(start.model).to(split.device)])
         stream = BatchStream(len(split.y_train), task.batch_size, noise, augment=split.augments)
         result, = train_level(LevelPlan(task, model, [start.masks], ReplicaData([split]), [stream],
                                         start_step=start.step, level=point.level,
@@ -219,9 +246,8 @@ class Analysis:
                                         else [start.optimizer_state],
                                         progress=self._label(point, f"copy {index}")))
         trained = Copy(on_cpu(model.state(0)), finite_or_none(result.test_acc_final), result.steps, result.seconds,
-                       result.diverged)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f: torch.save(dataclasses.asdict(trained), f))
+                       result.diverged, origin)
+        atomic_write(path, lambda f: torch.save(vars(trained), f))
         return trained
 
     def _analyse(self, point: Point, split: DeviceSplit, bn: str) -> dict[str, Any]:
@@ -230,18 +256,17 @@ class Analysis:
         to_k = time.perf_counter() - began
         a, b = (self._copy(point, start, c, split) for c in (0, 1))
         began = time.perf_counter()
-        model = _clone(start).to(split.device)
-        masks = {n: m.to(split.device) for n, m in start.masks.items()}
-        device_state = lambda s: {n: v.to(split.device) for n, v in s.items()}  # noqa: E731
-        errors = path_errors(model, device_state(a.state), device_state(b.state), _sets(split),
+        model = copy.deepcopy(start.model).to(split.device)
+        masks = _to(start.masks, split.device)
+        errors = path_errors(model, _to(a.state, split.device), _to(b.state, split.device), _sets(split),
                              self.points_on_path, masks, bn,
                              _bn_batches(split, self.task, self.seed) if bn == "recompute" else None)
         return path_record(self.task, self.seed, self.run_arm, point, start, errors, (a, b), bn,
                            to_k + time.perf_counter() - began)
 
 
-def _clone(start: Start) -> torch.nn.Module:
-    return copy.deepcopy(start.model)
+def _to(state: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {n: v.to(device) for n, v in state.items()}
 
 
 def path_record(task: TaskConfig, seed: int, arm: str, point: Point, start: Start, errors: PathErrors,
