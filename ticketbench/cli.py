@@ -92,8 +92,9 @@ def _override_options() -> argparse.ArgumentParser:
                          help="32-true (default: float32, TF32 off on GPUs) or bf16-mixed (bfloat16 autocast); "
                               "a bf16 run has its own run directory")
     options.add_argument("--compile", choices=COMPILE_MODES,
-                         help="torch.compile the training step (default off; reduce-overhead adds CUDA graphs on a "
-                              "GPU); rounding differs from eager, masks hold exactly; recorded in every level record")
+                         help="torch.compile the forward pass and loss of training (default off; reduce-overhead "
+                              "adds CUDA graphs on a GPU); rounding differs from eager, masks hold exactly; recorded "
+                              "in every level record")
     return options
 
 
@@ -107,6 +108,17 @@ def _method_options() -> argparse.ArgumentParser:
     options.add_argument("--iterative", action="store_true",
                          help="with --method: each density starts from the previous level's mask "
                               "(decreasing densities)")
+    return options
+
+
+def _subject_options(task_help: str) -> argparse.ArgumentParser:
+    """What one training command trains, and whether it shows progress: shared by ``run`` and
+    ``instability``."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("task", nargs="?", default="mnist1d-mlp", help=task_help)
+    options.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
+    options.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                         help="show Lightning's progress bar (default: when stderr is a terminal)")
     return options
 
 
@@ -160,12 +172,9 @@ def _sweep_parser(sub: argparse._SubParsersAction, parents: list[argparse.Argume
                        help="any further sbatch option, e.g. --sbatch account=lab --sbatch qos=low (repeatable)")
 
 
-def _instability_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser],
-                        task_help: str) -> None:
+def _instability_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     stab = sub.add_parser("instability", parents=parents,
                           help="linear mode connectivity: error along the path between two copies trained from θ_k")
-    stab.add_argument("task", nargs="?", default="mnist1d-mlp", help=task_help)
-    stab.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
     stab.add_argument("--at-levels", default="0", metavar="L[,L...]",
                       help="0: the dense network; L > 0: the subnetwork of IMP level L of this task and seed "
                            "(its winning-ticket run must have reached it) (default: 0)")
@@ -181,8 +190,6 @@ def _instability_parser(sub: argparse._SubParsersAction, parents: list[argparse.
                            "(default) or interpolated with the weights; ignored without BatchNorm")
     stab.add_argument("--same-noise", action="store_true",
                       help="negative control: both copies draw the same data order (instability must be 0)")
-    stab.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                      help="show Lightning's progress bar (default: when stderr is a terminal)")
 
 
 def _path_points(text: str) -> int:
@@ -218,10 +225,9 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     overrides, training, method = _override_options(), _training_options(), _method_options()
     task_help = f"task name ({', '.join(task_names())}) or a task YAML file (default: mnist1d-mlp)"
-    run = sub.add_parser("run", parents=[overrides, training, method],
+    subject = _subject_options(task_help)
+    run = sub.add_parser("run", parents=[subject, overrides, training, method],
                          help="train the levels of one arm of a task (resumes a finished prefix)")
-    run.add_argument("task", nargs="?", default="mnist1d-mlp", help=task_help)
-    run.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
     run.add_argument("--control", default="none", metavar="ARM[,ARM...]",
                      help=f"{' | '.join(CONTROLS)}: none = winning tickets; reinit / random-prune = controls on its "
                           "masks; several (comma-separated) train together, e.g. none,reinit,random-prune")
@@ -230,10 +236,8 @@ def parser() -> argparse.ArgumentParser:
                           "replicas, each with its own data order, masks and run directory (not with dropout)")
     run.add_argument("--method", metavar="NAME",
                      help="prune once per density with a registered method (ticketbench methods) instead of IMP")
-    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                     help="show Lightning's progress bar (default: when stderr is a terminal)")
     _sweep_parser(sub, [overrides, training, method])
-    _instability_parser(sub, [overrides, training], task_help)
+    _instability_parser(sub, [subject, overrides, training])
     sub.add_parser("list", aliases=["tasks"], help="the benchmark tasks: protocol and time per level")
     sub.add_parser("methods", help="the registered pruning methods (built in and installed plug-ins)")
     show = sub.add_parser("show", parents=[overrides], help="the fully resolved configuration of a task")

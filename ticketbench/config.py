@@ -92,7 +92,7 @@ class TaskConfig:
     split: str = _option("random")      # validation hold-out: random, or stratified (equal per class)
     augment: str = _option("none")      # none, or crop-flip (random 4-pixel-padded crop + horizontal flip)
     precision: str = _option("32-true")  # 32-true, or bf16-mixed (see ticketbench.training.arithmetic)
-    compile: str = _option("off")       # torch.compile mode of the training step; rounding only, not fingerprinted
+    compile: str = _option("off")       # torch.compile of forward + loss; rounding only, not fingerprinted
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "dataset": ("mnist", "cifar10", "mnist1d"),

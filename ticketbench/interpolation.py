@@ -10,7 +10,7 @@ percentage points.
 BatchNorm running statistics are not parameters, and how they are set along the path changes
 what is measured:
 
-- ``recompute`` (the default for networks with BatchNorm): at every point the statistics are
+- ``recompute`` (what ``ticketbench instability`` uses for networks with BatchNorm): at every point the statistics are
   re-estimated from training batches (without augmentation) in train mode with a cumulative
   average, then the point is evaluated. Interpolated statistics do not describe the interpolated
   network's activations (their variance shrinks towards the middle of the path), so they add a

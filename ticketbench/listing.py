@@ -27,7 +27,8 @@ def run_status(meta: dict[str, Any], records: list[dict[str, Any]]) -> str:
 
 def run_row(run: RunDir) -> dict[str, str]:
     """One run directory as display strings for ``ticketbench runs``; for an instability analysis
-    the points analysed of those asked, and the density of the last one."""
+    the points analysed of those asked, and the density of the last point record in file order
+    (k, level, control)."""
     meta = run.meta()
     if isinstance(run, StabilityDir):
         records = run.point_records()

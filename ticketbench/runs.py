@@ -38,7 +38,7 @@ from torch import nn
 from ticketbench.atomic import atomic_write, write_json, write_text
 from ticketbench.pruning.masks import Masks, load_masks, mask_problem, save_masks
 from ticketbench.run_schema import ANALYSIS_ARMS, LevelRecord, Meta, PathRecord, check
-from ticketbench.training.arithmetic import tf32_policy
+from ticketbench.training.arithmetic import default_device, tf32_policy
 
 LOCK_ATTEMPTS = 5
 
@@ -208,7 +208,7 @@ class RunDir:
         if self.looks_like_run():
             raise RunError(f"{self.path}: holds levels but no meta.json; restore meta.json, or remove the directory "
                            "to train it again")
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = default_device()
         write_json(meta_path, {
             "task": task.name, "arm": arm, "seed": seed, "levels": task.levels, "first_level": first_level, **about,
             "fingerprint": task.fingerprint(), "config": config, "pruned_tensors": pruned, "code": code_version(),

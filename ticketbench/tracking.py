@@ -16,7 +16,8 @@ The x-axis of every chart is ``trainer/global_step = level * max_steps + step``:
   per finished level) with the ``sparsity_accuracy`` line plot, the ``layer_sparsity`` table, and
   the level's mask as a version of the ``masks-<task>-<run>`` artifact (alias ``level-NN``);
 - after level 0 of the winning-ticket arm: θ_k as the ``rewind-<task>-<run>`` artifact;
-- for an instability analysis (its own run directory and W&B run, job type ``instability``), after
+- for an instability analysis (its own run directory and W&B run, job type its arm: ``instability`` or
+  ``instability-same-noise``), after
   each analysed point: its error along the path (``path/<point>`` table and line plot),
   ``instability/test`` and ``instability/train``, and the ``points`` table of every point so far;
 - when every level is finished: the report figures of the experiment (all arms and seeds of the

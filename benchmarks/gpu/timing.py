@@ -30,7 +30,7 @@ from ticketbench.config import TaskConfig, load_task, override
 from ticketbench.data import BatchStream, task_split
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.models import build_model
-from ticketbench.training.arithmetic import channels_last, use_tf32, wants_channels_last
+from ticketbench.training.arithmetic import channels_last, default_device, use_tf32, wants_channels_last
 from ticketbench.training.module import Blocks, Classifier, build_optimizer
 from ticketbench.training.replicas import Replicas
 
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--markdown", type=Path, help="write a table here")
     args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     deadline = time.monotonic() + args.budget
     bare: dict[str, float] = {}
     rows: list[Row] = []

@@ -29,6 +29,11 @@ from torch import nn
 LossFunction = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+def default_device() -> torch.device:
+    """Where runs train: the GPU when there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def use_tf32(precision: str) -> None:
     """The TF32 policy of ``precision`` (see the module's docstring); a no-op without CUDA."""
     allowed = precision != "32-true"

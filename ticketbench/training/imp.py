@@ -35,8 +35,8 @@ from ticketbench.pruning.masks import Masks, apply_masks, full_masks, layer_rema
 from ticketbench.pruning.schedule import next_masks, pruned_tensors
 from ticketbench.runs import RunDir, RunError, finite_or_none
 from ticketbench.tracking import ReplicaLogger, open_tracker
-from ticketbench.training.arithmetic import record_fields
-from ticketbench.training.level import LevelPlan, LevelResult, default_device, train_level
+from ticketbench.training.arithmetic import default_device, record_fields
+from ticketbench.training.level import LevelPlan, LevelResult, train_level
 from ticketbench.training.progress import Eta
 from ticketbench.training.replicas import Replicas, check_batchable
 from ticketbench.wandb_mode import WandbOptions

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 
 import lightning as L
-import torch
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.environments import LightningEnvironment
 
@@ -126,7 +125,3 @@ def train_level(plan: LevelPlan) -> list[LevelResult]:
         start_step=plan.start_step, steps=steps, seconds=seconds, diverged=p.diverged, rewind_state=p.rewind_state,
         rewind_optimizer_state=p.rewind_optimizer_state,
     ) for k, p in enumerate(callback.points)]
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

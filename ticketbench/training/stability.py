@@ -42,9 +42,9 @@ from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
 from ticketbench.runs import RunDir, RunError, StabilityDir, finite_or_none, on_cpu, point_name, state_digest
 from ticketbench.seeding import derive_seed, generator
 from ticketbench.tracking import open_tracker
-from ticketbench.training.arithmetic import record_fields, use_tf32
+from ticketbench.training.arithmetic import default_device, record_fields, use_tf32
 from ticketbench.training.imp import Start, starting_point
-from ticketbench.training.level import LevelPlan, default_device, fit_level, train_level
+from ticketbench.training.level import LevelPlan, fit_level, train_level
 from ticketbench.training.module import Chunks
 from ticketbench.training.replicas import Replicas
 from ticketbench.wandb_mode import WandbOptions
