@@ -20,9 +20,10 @@ from test_cli import ticketbench
 from test_replicas import train_seeds
 
 from ticketbench.config import load_task, override
+from ticketbench.device import tf32_policy, use_tf32
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import full_masks
-from ticketbench.training.arithmetic import channels_last, tf32_policy, use_tf32
+from ticketbench.training.arithmetic import channels_last
 
 
 def _half_masks(task_model: str, seed: int) -> dict[str, torch.Tensor]:

@@ -36,9 +36,9 @@ import torch
 from torch import nn
 
 from ticketbench.atomic import atomic_write, write_json, write_text
+from ticketbench.device import default_device, tf32_policy
 from ticketbench.pruning.masks import Masks, load_masks, mask_problem, save_masks
 from ticketbench.run_schema import ANALYSIS_ARMS, LevelRecord, Meta, PathRecord, check
-from ticketbench.training.arithmetic import default_device, tf32_policy
 
 LOCK_ATTEMPTS = 5
 

@@ -4,10 +4,8 @@
   papers' arithmetic) or ``bf16-mixed`` (weights, optimizer state and the loss's reduction in
   float32; matrix products and convolutions autocast to bfloat16). It changes results, so it is
   part of a task's fingerprint (a bf16 run gets its own run directory).
-- TF32: under ``32-true`` it is switched off on CUDA (Ampere and later GPUs would otherwise round
-  the inputs of float32 matrix products and convolutions to 10 mantissa bits); under
-  ``bf16-mixed`` it is on for what stays in float32. Set before training or evaluating anything;
-  every record and meta.json say which.
+- TF32: off under ``32-true``, on under ``bf16-mixed`` (see :mod:`ticketbench.device`); every
+  record and meta.json say which.
 - Compilation (``compile``): the forward pass and the loss go through ``torch.compile`` (the
   backward pass with them); the optimizer step and the callback's mask enforcement, which runs as
   an optimizer step hook after every step, stay eager, so masks hold exactly. Compiled and eager
@@ -26,24 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ticketbench.device import tf32_policy
+
 LossFunction = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def default_device() -> torch.device:
-    """Where runs train: the GPU when there is one."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def use_tf32(precision: str) -> None:
-    """The TF32 policy of ``precision`` (see the module's docstring); a no-op without CUDA."""
-    allowed = precision != "32-true"
-    torch.backends.cuda.matmul.allow_tf32 = allowed
-    torch.backends.cudnn.allow_tf32 = allowed
-
-
-def tf32_policy(precision: str, device: torch.device) -> bool:
-    """Whether runs of ``precision`` on ``device`` use TF32 (see :func:`use_tf32`)."""
-    return device.type == "cuda" and precision != "32-true"
 
 
 def autocast(precision: str, device_type: str) -> torch.autocast:

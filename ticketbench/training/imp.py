@@ -30,12 +30,13 @@ from ticketbench.config import TaskConfig
 from ticketbench.controls import CONTROLS, TICKET
 from ticketbench.data import BatchStream, load_arrays, task_split
 from ticketbench.data.tensors import DeviceSplit, ReplicaData
+from ticketbench.device import default_device
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import Masks, apply_masks, full_masks, layer_remaining_percent, remaining_percent
 from ticketbench.pruning.schedule import next_masks, pruned_tensors
 from ticketbench.runs import RunDir, RunError, finite_or_none
 from ticketbench.tracking import ReplicaLogger, open_tracker
-from ticketbench.training.arithmetic import default_device, record_fields
+from ticketbench.training.arithmetic import record_fields
 from ticketbench.training.level import LevelPlan, LevelResult, train_level
 from ticketbench.training.progress import Eta
 from ticketbench.training.replicas import Replicas, check_batchable

@@ -13,8 +13,8 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 
 from ticketbench.config import TaskConfig
 from ticketbench.data.tensors import BatchStream, ReplicaData
+from ticketbench.device import use_tf32
 from ticketbench.pruning.masks import Masks
-from ticketbench.training.arithmetic import use_tf32
 from ticketbench.training.callback import ReplicaTickets
 from ticketbench.training.module import Blocks, Classifier, train_accuracy
 from ticketbench.training.progress import StepProgressBar

@@ -34,6 +34,7 @@ from ticketbench.config import ConfigError, TaskConfig
 from ticketbench.controls import TICKET
 from ticketbench.data import BatchStream, load_arrays, task_split
 from ticketbench.data.tensors import DeviceSplit, ReplicaData
+from ticketbench.device import default_device, use_tf32
 from ticketbench.interpolation import Batches, PathErrors, has_batchnorm, path_errors
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import remaining_percent
@@ -42,7 +43,7 @@ from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
 from ticketbench.runs import RunDir, RunError, StabilityDir, finite_or_none, on_cpu, point_name, state_digest
 from ticketbench.seeding import derive_seed, generator
 from ticketbench.tracking import open_tracker
-from ticketbench.training.arithmetic import default_device, record_fields, use_tf32
+from ticketbench.training.arithmetic import record_fields
 from ticketbench.training.imp import Start, starting_point
 from ticketbench.training.level import LevelPlan, fit_level, train_level
 from ticketbench.training.module import Chunks
