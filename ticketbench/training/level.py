@@ -16,7 +16,7 @@ from ticketbench.data.tensors import BatchStream, ReplicaData
 from ticketbench.device import use_tf32
 from ticketbench.pruning.masks import Masks
 from ticketbench.training.callback import ReplicaTickets
-from ticketbench.training.module import Blocks, Classifier, train_accuracy
+from ticketbench.training.module import Blocks, Classifier
 from ticketbench.training.progress import StepProgressBar
 from ticketbench.training.replicas import Replicas, State
 
@@ -107,10 +107,10 @@ def train_level(plan: LevelPlan) -> list[LevelResult]:
     began = time.perf_counter()
     fitted = fit_level(plan)
     trainer, module, callback = fitted.trainer, fitted.module, fitted.callback
-    model, data = plan.model, plan.data
+    model = plan.model
     steps = module.steps_taken
     test_final = _test_accuracy(trainer, module)
-    train_final = train_accuracy(model, data, plan.task.precision)
+    train_final = module.train_accuracy()
     test_early = [math.nan] * model.size
     if any(p.best_state is not None for p in callback.points):
         final = [model.state(k) for k in range(model.size)]

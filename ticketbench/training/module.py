@@ -198,18 +198,17 @@ class Classifier(L.LightningModule):
         # test accuracies reach the logger through the level record (at early stop and at the end)
         self.test_acc = self.test_metric.compute().reshape(self.model.size)
 
-
-@torch.no_grad()
-def train_accuracy(model: Replicas, data: ReplicaData, precision: str = "32-true", chunk: int = 5_000) -> list[float]:
-    """Per replica, the fraction of its training split classified correctly, without augmentation."""
-    was_training = model.training
-    model.eval()
-    n = data.splits[0].y_train.shape[0]
-    correct = torch.zeros(model.size, dtype=torch.long, device=data.device)
-    layout = channels_last if wants_channels_last(model, data.device) else (lambda x: x)
-    for lo in range(0, n, chunk):
-        x, y = data.examples(torch.arange(lo, min(lo + chunk, n), device=data.device))
-        with autocast(precision, data.device.type):
-            correct += (model(layout(x)).argmax(-1) == y).sum(1)
-    model.train(was_training)
-    return (correct.double() / n).tolist()
+    @torch.no_grad()
+    def train_accuracy(self, chunk: int = 5_000) -> list[float]:
+        """Per replica, the fraction of its training split classified correctly, without augmentation."""
+        model, data = self.model, self.data
+        was_training = model.training
+        model.eval()
+        n = data.splits[0].y_train.shape[0]
+        correct = torch.zeros(model.size, dtype=torch.long, device=data.device)
+        for lo in range(0, n, chunk):
+            x, y = data.examples(torch.arange(lo, min(lo + chunk, n), device=data.device))
+            with autocast(self.precision, data.device.type):
+                correct += (model(self._inputs(x)).argmax(-1) == y).sum(1)
+        model.train(was_training)
+        return (correct.double() / n).tolist()
