@@ -11,7 +11,7 @@ from test_cli import ticketbench
 
 from ticketbench.config import ConfigError
 from ticketbench.references import Metric, load_references, parse_references, reference_tasks
-from ticketbench.report import claim_row, level_table, mean_table
+from ticketbench.report import arm_label, claim_row, level_table, mean_table
 from ticketbench.scoring import Unmeasurable, load_run_set, nearest_level, score, stable_from
 from ticketbench.stats import FAIL, INCONCLUSIVE, NOT_RUN, PASS, Interval, t_quantile_975, verdict
 from ticketbench.testing import assert_reproduces
@@ -199,6 +199,15 @@ def test_score_writes_verdicts_and_report_writes_figures(tmp_path) -> None:
         assert (tmp_path / "fig" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (tmp_path / "fig" / f"{stem}.png").stat().st_size > 10_000
         assert "<svg" in (tmp_path / "fig" / f"{stem}.svg").read_text()
+
+
+def test_a_figure_names_the_seeds_of_each_arm(tmp_path: Path) -> None:
+    for seed in (0, 1, 2):
+        write_run(tmp_path, seed, "imp", [(0, 0.98, 3000), (1, 0.98, 2500)])
+    write_run(tmp_path, 2, "random-prune", [(1, 0.97, 4000)])
+    run_set = load_run_set([tmp_path])
+    assert arm_label(run_set, "imp") == "winning ticket (mean of 3 seeds)"
+    assert arm_label(run_set, "random-prune") == "random pruning (seed 2)"
 
 
 def test_assert_reproduces_for_a_users_test_suite(tmp_path) -> None:

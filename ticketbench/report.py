@@ -178,6 +178,14 @@ def _curves(run_set: RunSet, arm: str, quantity: str) -> tuple[list[float], list
             [min(per_level[lv]) for lv in levels], [max(per_level[lv]) for lv in levels])
 
 
+def arm_label(run_set: RunSet, arm: str) -> str:
+    """An arm's legend entry with the seeds it was run for: "random pruning (seed 0)" or
+    "winning ticket (mean of 5 seeds)"."""
+    seeds = sorted(s for s, arms in run_set.seeds.items() if arm in arms)
+    label = ARM_STYLE[arm][0]
+    return f"{label} (mean of {len(seeds)} seeds)" if len(seeds) > 1 else f"{label} (seed {seeds[0]})"
+
+
 def _reference_points(results: list[ClaimResult], quantity: str, dense: float | None) -> list[tuple[float, float, str]]:
     """Paper claims drawn on a figure: absolute values as given, relative ones on the measured dense."""
     points = []
@@ -206,7 +214,6 @@ def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[
     arms = [a for a in ARM_STYLE if any(a in s for s in run_set.seeds.values())]
     if "imp" not in arms:  # the figures are drawn against the winning tickets
         return []
-    n = len(run_set.seeds)
     written = []
     early_stops = bool(_curves(run_set, "imp", "early_stop_step")[0])  # tasks without validation have none
     panels = [("test_acc_at_early_stop", "Test accuracy at early stop (%)", "accuracy"),
@@ -217,10 +224,9 @@ def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150)
         curves = {arm: _curves(run_set, arm, quantity) for arm in arms}
         for arm, (x, mean, lo, hi) in curves.items():
-            label, color = ARM_STYLE[arm]
-            ax.plot(x, mean, marker="o", ms=3.5, color=color, label=f"{label} (mean of {n} seed{'s' * (n > 1)})")
-            if n > 1:
-                ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
+            color = ARM_STYLE[arm][1]
+            ax.plot(x, mean, marker="o", ms=3.5, color=color, label=arm_label(run_set, arm))
+            ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)  # the seeds' range; none for one
         dense_x, dense_y, _, _ = curves.get("imp", ([], [], [], []))
         dense = dense_y[0] if dense_x and dense_x[0] == 100.0 else None
         if dense is not None:
