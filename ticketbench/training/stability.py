@@ -229,11 +229,10 @@ class Analysis:
     def _label(self, point: Point, what: str) -> str | None:
         return f"[{point.name}] {what}" if self.progress else None
 
-    def _copy(self, point: Point, start: Start, index: int, split: DeviceSplit) -> Copy:
+    def _copy(self, point: Point, start: Start, origin: str, index: int, split: DeviceSplit) -> Copy:
         """Copy ``index`` trained from ``start`` (loaded from disk when a killed run finished it
-        from the same θ_k)."""
+        from the same θ_k, whose digest is ``origin``)."""
         path = self.run.copy_path(point.name, index)
-        origin = state_digest(on_cpu(start.model.state_dict()))
         cached = _cached(path)
         if cached is not None and cached.get("start") == origin:
             return Copy(**cached)
@@ -255,7 +254,8 @@ class Analysis:
         began = time.perf_counter()
         start = self._start(point, split)
         to_k = time.perf_counter() - began
-        a, b = (self._copy(point, start, c, split) for c in (0, 1))
+        origin = state_digest(on_cpu(start.model.state_dict()))
+        a, b = (self._copy(point, start, origin, c, split) for c in (0, 1))
         began = time.perf_counter()
         model = copy.deepcopy(start.model).to(split.device)
         masks = _to(start.masks, split.device)
