@@ -20,8 +20,10 @@ CIFAR-10 below: the same separate run at 1 and at 2 threads differs by 1e-4 rela
 steps, 1e-2 after 10, 0.4 after 20 at lr 0.1; 1e-2 after 200 steps even at lr 1e-3; stacked and
 separate differ by as much, never more). So the BatchNorm tests check (a) a short level with
 validations between its steps (training and evaluation mode switching back and forth) against
-separate runs to 1e-5 relative, 1e-6 absolute (3 steps at lr 0.01, validated after each: measured
-2e-7; at lr 0.1 the fourth step already reaches 7e-4, at 1 and 2 threads alike); (b) 200
+separate runs to 1e-5 relative, 1e-6 absolute (3 steps at lr 1e-4, validated after each: measured
+1.2e-7 absolute on an Intel AVX-512 machine without bf16, where the first step differs by that
+much already and 3 steps at lr 1e-3 reach 9e-6; another machine measured 2e-7 after 3 steps at
+lr 0.01; at lr 0.1 the fourth step reaches 7e-4, at 1 and 2 threads alike); (b) 200
 steps of running statistics alone, to the same tolerance (learning rate 1e-12, below the weights'
 rounding: they stay put and nothing chaotic is left); (c) bitwise independence. Full masks: under
 random 50% masks a single ResNet-20's float32 gradient on this CPU is ill-conditioned (0.3% from
@@ -133,9 +135,12 @@ def _resnet(lr: float, steps: int, eval_every: int) -> TaskConfig:
     return override(task, val_size=50, batch_size=8, max_steps=steps, eval_every=eval_every, rewind_step=0, levels=1)
 
 
-@pytest.mark.parametrize(("lr", "steps", "eval_every"), [(0.01, 3, 1), (1e-12, 200, 100)], ids=["short", "statistics"])
-def test_batchnorm_replicas_equal_separate_runs(fake_cifar_dir, lr, steps, eval_every) -> None:
+@pytest.mark.parametrize(("lr", "steps", "eval_every"), [(1e-4, 3, 1), (1e-12, 200, 100)], ids=["short", "statistics"])
+def test_batchnorm_replicas_equal_separate_runs(fake_cifar_dir, lr, steps, eval_every, monkeypatch) -> None:
     task = _resnet(lr, steps, eval_every)
+    # in the replicas' layout: a convolutional network alone trains channels-last, which sums in
+    # another order (rounding only, amplified by ResNet-20 within a few steps at this tolerance)
+    monkeypatch.setattr("ticketbench.training.module.wants_channels_last", lambda model: False)
     threads = torch.get_num_threads()
     # one thread: at two, this CPU convolves a single model with another algorithm whose rounding
     # moved seed 1's conv weights by 5e-5 in three steps (measured; the conditioning noted above),

@@ -140,6 +140,26 @@ def _training_options() -> argparse.ArgumentParser:
     return options
 
 
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected minutes > 0 (e.g. 30 or 0.5), got {text!r}")
+    return value
+
+
+def _level_options() -> argparse.ArgumentParser:
+    """How the levels of IMP arms and methods train: shared by ``run`` and ``sweep``."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--checkpoint-every", type=_minutes, metavar="MINUTES",
+                         help="write a checkpoint of the level in progress at the first validation after every "
+                              "MINUTES (and on SIGUSR1), so that a stopped level resumes midway instead of from its "
+                              "start (a level stopped midway always resumes from one it finds)")
+    return options
+
+
 def _sweep_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     sweep = sub.add_parser("sweep", parents=parents,
                            help="many runs: tasks x seeds x arms (or methods) as jobs on local processes or SLURM")
@@ -223,10 +243,10 @@ def _instability(args: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     top = Parser(prog="ticketbench", description="Lottery Ticket Hypothesis benchmarks.")
     sub = top.add_subparsers(dest="command", required=True)
-    overrides, training, method = _override_options(), _training_options(), _method_options()
+    overrides, training, method, levels = _override_options(), _training_options(), _method_options(), _level_options()
     task_help = f"task name ({', '.join(task_names())}) or a task YAML file (default: mnist1d-mlp)"
     subject = _subject_options(task_help)
-    run = sub.add_parser("run", parents=[subject, overrides, training, method],
+    run = sub.add_parser("run", parents=[subject, overrides, training, method, levels],
                          help="train the levels of one arm of a task (resumes a finished prefix)")
     run.add_argument("--control", default="none", metavar="ARM[,ARM...]",
                      help=f"{' | '.join(CONTROLS)}: none = winning tickets; reinit / random-prune = controls on its "
@@ -236,7 +256,7 @@ def parser() -> argparse.ArgumentParser:
                           "replicas, each with its own data order, masks and run directory (not with dropout)")
     run.add_argument("--method", metavar="NAME",
                      help="prune once per density with a registered method (ticketbench methods) instead of IMP")
-    _sweep_parser(sub, [overrides, training, method])
+    _sweep_parser(sub, [overrides, training, method, levels])
     _instability_parser(sub, [subject, overrides, training])
     sub.add_parser("list", aliases=["tasks"], help="the benchmark tasks: protocol and time per level")
     sub.add_parser("methods", help="the registered pruning methods (built in and installed plug-ins)")
@@ -449,7 +469,8 @@ def _train(args: argparse.Namespace) -> None:
 
     task, arms = _plan(args)
     wandb, progress = _training_setup(args)
-    for run in run_arms(task, arms, args.data_dir, progress, wandb=wandb):
+    every = None if args.checkpoint_every is None else 60 * args.checkpoint_every
+    for run in run_arms(task, arms, args.data_dir, progress, wandb=wandb, checkpoint_every=every):
         print(f"run directory: {run.path}")
 
 
@@ -483,6 +504,7 @@ def _passed_on(args: argparse.Namespace) -> list[str]:
         argv += ["--set", assignment]
     for flag, value in (("--levels", args.levels), ("--max-steps", args.max_steps), ("--eval-every", args.eval_every),
                         ("--precision", args.precision), ("--compile", args.compile),
+                        ("--checkpoint-every", args.checkpoint_every),
                         ("--out", absolute(args.out)), ("--data-dir", args.data_dir and absolute(args.data_dir)),
                         ("--wandb", args.wandb), ("--wandb-project", args.wandb_project),
                         ("--wandb-entity", args.wandb_entity), ("--wandb-group", args.wandb_group)):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ticketbench.runs import RunDir, StabilityDir
 from ticketbench.tracking import offline_runs, unsynced
 
@@ -16,13 +18,27 @@ def _levels_asked(meta: dict[str, Any]) -> int | None:
     return None if planned is None else planned - meta.get("first_level", 0 if meta["arm"] == "imp" else 1)
 
 
-def run_status(meta: dict[str, Any], records: list[dict[str, Any]]) -> str:
-    """complete, incomplete (the same command resumes it) or diverged, from a run's meta and records."""
+def run_status(meta: dict[str, Any], records: list[dict[str, Any]], checkpoint: int | None = None) -> str:
+    """complete, incomplete (the same command resumes it), in progress (a level stopped midway at
+    step ``checkpoint``, which the same command resumes from) or diverged, from a run's meta and records."""
     diverged = [r["level"] for r in records if r.get("diverged")]
     if diverged:
         return f"diverged at level {diverged[0]}"
     asked = _levels_asked(meta)
-    return "complete" if asked is not None and len(records) >= asked else "incomplete"
+    if asked is not None and len(records) >= asked:
+        return "complete"
+    return "incomplete" if checkpoint is None else f"in progress (checkpoint at step {checkpoint:,})"
+
+
+def _checkpoint_step(run: RunDir, records: list[dict[str, Any]]) -> int | None:
+    """The step of the checkpoint of the level after the last finished one, if there is one."""
+    path = run.progress_path(records[-1]["level"] + 1 if records else run.meta().get("first_level", 0))
+    if not path.is_file():
+        return None
+    try:
+        return int(torch.load(path, weights_only=True, mmap=True)["step"])
+    except Exception:  # noqa: BLE001 - damaged: resuming will say so in one line
+        return None
 
 
 def run_row(run: RunDir) -> dict[str, str]:
@@ -37,7 +53,7 @@ def run_row(run: RunDir) -> dict[str, str]:
         unit = " points"
     else:
         records, asked, unit = run.records(), _levels_asked(meta), ""
-        status = run_status(meta, records)
+        status = run_status(meta, records, _checkpoint_step(run, records))
     done = (f"{len(records)}/{asked}" if asked is not None else str(len(records))) + unit
     last = records[-1] if records else None
     segments, pending = len(offline_runs(run)), len(unsynced(run))

@@ -45,6 +45,7 @@ class LevelRecord(BaseModel):
     precision: Literal[PRECISIONS] = "32-true"  # type: ignore[valid-type]
     compile: Literal[COMPILE_MODES] = "off"  # type: ignore[valid-type]
     tf32: bool = False
+    channels_last: bool = False
 
 
 class Meta(BaseModel):
@@ -102,6 +103,7 @@ class PathRecord(BaseModel):
     precision: Literal[PRECISIONS] = "32-true"  # type: ignore[valid-type]
     compile: Literal[COMPILE_MODES] = "off"  # type: ignore[valid-type]
     tf32: bool = False
+    channels_last: bool = False
 
     @model_validator(mode="after")
     def _one_error_per_alpha(self) -> PathRecord:

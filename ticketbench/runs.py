@@ -8,6 +8,8 @@ Layout of ``<out>/<task>/<arm>-seed<S>-<fingerprint>/``::
     rewind.pt                θ_k, the weights and buffers at the rewind step (IMP arm; not evidence)
     rewind.sha256            digest of θ_k: with k = 0 a run resumes without rewind.pt (θ0 rebuilt, checked)
     rewind_optimizer.pt      the optimizer state at step k, when the task rewinds it (not evidence)
+    progress/level_NN.pt     a level in progress, to resume it midway (with --checkpoint-every; removed
+                             once the level's record is written; not evidence)
     wandb.json, wandb/       the W&B run id of this directory and its offline segments (with --wandb)
     .lock                    held (flock) by the process training this directory; names it
 """
@@ -128,6 +130,9 @@ class RunDir:
     @property
     def rewind_optimizer_path(self) -> Path:
         return self.path / "rewind_optimizer.pt"
+
+    def progress_path(self, level: int) -> Path:
+        return self.path / "progress" / f"level_{level:02d}.pt"
 
     def has_level(self, level: int) -> bool:
         return self.level_path(level).is_file()

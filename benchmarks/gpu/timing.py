@@ -99,12 +99,12 @@ def bare_step(task: TaskConfig, device: torch.device, steps: int) -> float:
     """Seconds per step of the plain loop: one model, its optimizer, cross-entropy, no masks."""
     split = _split(task, 0, device)
     model = build_model(task.model, 0).to(device)
-    if wants_channels_last(model, device):
+    if wants_channels_last(model):
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(list(model.parameters()), task.optimizer)
     stream = BatchStream(len(split.y_train), task.batch_size, 0, augment=task.augment == "crop-flip")
     rows = stream.steps(0, 2 * steps).to(device)
-    layout = channels_last if wants_channels_last(model, device) else (lambda x: x)
+    layout = channels_last if wants_channels_last(model) else (lambda x: x)
     use_tf32("32-true")
 
     def run(block: torch.Tensor) -> None:

@@ -11,8 +11,11 @@
   an optimizer step hook after every step, stay eager, so masks hold exactly. Compiled and eager
   arithmetic differ in rounding only (fused kernels), so the mode is not part of the fingerprint;
   every level record carries it. ``reduce-overhead`` adds CUDA graphs on a GPU.
-- Channels-last: convolutional networks on CUDA take their inputs and 4-d weights in NHWC
-  layout, which cuDNN's fastest convolutions read.
+- Channels-last: a convolutional network trained alone takes its inputs and 4-d weights in NHWC
+  layout, on CUDA (cuDNN's fastest convolutions read it) and on the CPU (oneDNN's: Conv-6 steps
+  1.5x faster than NCHW in float32, see benchmarks/README.md); stacked replicas stay NCHW. A
+  layout changes the kernels' order of summation only: not fingerprinted; every record says
+  whether it was used.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ def autocast(precision: str, device_type: str) -> torch.autocast:
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
 
-def wants_channels_last(model: nn.Module, device: torch.device) -> bool:
-    return device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+def wants_channels_last(model: nn.Module) -> bool:
+    """Whether ``model`` trains channels-last: every network with 2-d convolutions, on any device."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +68,8 @@ def loss_function(model: nn.Module, precision: str, compile_mode: str, device_ty
     return torch.compile(losses, mode=None if compile_mode == "default" else compile_mode)
 
 
-def record_fields(precision: str, compile_mode: str, device: torch.device) -> dict[str, Any]:
-    """What every level and path record says about the arithmetic that produced it."""
+def record_fields(precision: str, compile_mode: str, device: torch.device, layout: bool) -> dict[str, Any]:
+    """What every level and path record says about the arithmetic that produced it (``layout``:
+    whether it trained channels-last)."""
     return {"deterministic": torch.are_deterministic_algorithms_enabled(), "precision": precision,
-            "compile": compile_mode, "tf32": tf32_policy(precision, device)}
+            "compile": compile_mode, "tf32": tf32_policy(precision, device), "channels_last": layout}

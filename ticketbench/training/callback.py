@@ -27,6 +27,7 @@ class ReplicaPoints:
     best_val_loss: float = math.inf
     best_val_acc: float = math.nan
     best_state: State | None = None
+    best_test_acc: float | None = None  # the test accuracy of the early-stop weights, once measured
     diverged: bool = False
 
 
@@ -41,7 +42,8 @@ class ReplicaTickets(LotteryTicket):
     validation loss, or mean training loss of a block of steps, marks a replica as diverged, and
     training stops when all have. ``initial_optimizer_states`` (one per replica) are loaded before
     the first step of a level that resumes them. It keeps no Lightning checkpoint state: a level
-    stopped midway is trained again from its start (runs resume at level granularity).
+    stopped midway resumes from the suite's own level checkpoint (ticketbench.training.level_checkpoint),
+    which restores :attr:`points`.
     """
 
     def __init__(self, model: Replicas, masks: list[Masks], *, start_step: int, rewind_step: int | None,
@@ -84,7 +86,7 @@ class ReplicaTickets(LotteryTicket):
                 point.diverged = True
             elif loss < point.best_val_loss:
                 point.best_step, point.best_val_loss, point.best_val_acc = self.step, loss, acc
-                point.best_state = self.model.state(k)
+                point.best_state, point.best_test_acc = self.model.state(k), None
         self._stop_when_all_diverged(trainer)
 
     def _stop_when_all_diverged(self, trainer: L.Trainer) -> None:

@@ -38,6 +38,7 @@ from ticketbench.runs import RunDir, RunError, finite_or_none
 from ticketbench.tracking import ReplicaLogger, open_tracker
 from ticketbench.training.arithmetic import record_fields
 from ticketbench.training.level import LevelPlan, LevelResult, train_level
+from ticketbench.training.level_checkpoint import Checkpointing, LevelCheckpoint
 from ticketbench.training.progress import Eta
 from ticketbench.training.replicas import Replicas, check_batchable
 from ticketbench.wandb_mode import WandbOptions
@@ -102,7 +103,7 @@ def record(task: TaskConfig, seed: int, arm: str, level: int, masks: Masks, resu
         "train_acc_final": finite_or_none(result.train_acc_final),
         "start_step": result.start_step, "steps": result.steps,
         "seconds": round(result.seconds, 2), "diverged": result.diverged,
-        **record_fields(task.precision, task.compile, default_device()),
+        **record_fields(task.precision, task.compile, default_device(), result.channels_last),
     }
 
 
@@ -128,12 +129,30 @@ class Arm:
         self.todo = [level for level in self.levels if not self.run.has_level(level)]
 
 
+def resume_points(arms: list[Arm], level: int, starts: list[Start], stop: int,
+                  echo: Callable[[str], None]) -> list[LevelCheckpoint] | None:
+    """The checkpoints of ``level`` stopped midway, one per arm, when every arm has one at the same step."""
+    paths = [arm.run.progress_path(level) for arm in arms]
+    if not all(path.is_file() for path in paths):
+        return None
+    found = [LevelCheckpoint.load(path, level, start.step, stop, start.masks) for path, start in zip(paths, starts,
+                                                                                                  strict=True)]
+    if len({c.step for c in found}) > 1:
+        echo(f"level {level}: the checkpoints of the arms training together stopped at different steps "
+             f"({', '.join(str(c.step) for c in found)}); the level trains from its start")
+        return None
+    echo(f"level {level}: resumes from step {found[0].step} ({', '.join(str(p) for p in paths)})")
+    return found
+
+
 def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray], progress: bool = False,
-               echo: Callable[[str], None] = print, wandb: WandbOptions | None = None) -> None:
+               echo: Callable[[str], None] = print, wandb: WandbOptions | None = None,
+               checkpoint_every: float | None = None) -> None:
     """Train the levels still to do of every arm on the dataset ``arrays``; arms due for the same
     level train together as replicas in one process (see ticketbench.training.replicas), each on
     its own seed's split and data order. Level 0 captures θ_k; ``wandb`` with a resolved mode logs
-    each arm to its own W&B run."""
+    each arm to its own W&B run. A level stopped midway resumes from its checkpoints; with
+    ``checkpoint_every`` (seconds) a level writes them as it trains."""
     device = default_device()
     splits = {seed: task_split(arrays, task, seed, device) for seed in dict.fromkeys(a.seed for a in arms)}
     streams = {seed: BatchStream(len(split.y_train), task.batch_size, seed, augment=split.augments)
@@ -147,6 +166,7 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
             level = min(p[0] for p in pending if p)
             group = [i for i, p in enumerate(pending) if p and p[0] == level]
             starts = [arms[i].begin(level, splits[arms[i].seed]) for i in group]
+            resume = resume_points([arms[i] for i in group], level, starts, task.max_steps, echo)  # checked first
             for i, start in zip(group, starts, strict=True):
                 arms[i].run.save_masks(level, start.masks)
             model = Replicas([start.model.to(device) for start in starts])
@@ -154,11 +174,14 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
             who = f"{first.name} seed {first.seed}" if len(group) == 1 else f"{len(group)} replicas"
             label = f"[{who}] level {level}/{task.levels - 1}" if progress else None
             loggers = [trackers[i].logger for i in group if trackers[i]]
+            paths = [arms[i].run.progress_path(level) for i in group]
             plan = LevelPlan(task, model, [s.masks for s in starts], ReplicaData([splits[arms[i].seed] for i in group]),
                              [streams[arms[i].seed] for i in group], starts[0].step, level == 0,
                              None if starts[0].optimizer_state is None else [s.optimizer_state for s in starts],
                              level, label,
-                             (loggers[0] if len(group) == 1 else ReplicaLogger(loggers)) if loggers else None)
+                             (loggers[0] if len(group) == 1 else ReplicaLogger(loggers)) if loggers else None,
+                             resume,
+                             Checkpointing(paths, checkpoint_every) if checkpoint_every else None)
             results = train_level(plan)
             lines = []
             for k, (i, start, result) in enumerate(zip(group, starts, results, strict=True)):
@@ -171,9 +194,11 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
                 if not result.diverged:  # a diverged arm stops: nothing to prune from non-finite weights
                     arm.after(level, start, result)
                 together = {"replicas": len(group)} if len(group) > 1 else {}
-                rec = record(task, arm.seed, arm.name, level, start.masks, result) | start.about | together
+                resumed = {"resumed_from_steps": result.resumed_from} if result.resumed_from else {}
+                rec = record(task, arm.seed, arm.name, level, start.masks, result) | start.about | together | resumed
                 arm.run.ask_levels(task.levels)
                 arm.run.save_record(rec)
+                arm.run.progress_path(level).unlink(missing_ok=True)
                 if tracker:
                     tracker.level_done(rec, arm.run.records(), arm.run.mask_path(level))
                 pending[i] = [] if result.diverged else pending[i][1:]
@@ -217,7 +242,8 @@ def imp_arm(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
 
 
 def run_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, progress: bool = False,
-             echo: Callable[[str], None] = print, wandb: WandbOptions | None = None) -> list[RunDir]:
+             echo: Callable[[str], None] = print, wandb: WandbOptions | None = None,
+             checkpoint_every: float | None = None) -> list[RunDir]:
     """Train the arms with levels to do (together); say which are finished already.
 
     Several arms must be stackable, and the data must load (both checked before any run
@@ -240,7 +266,7 @@ def run_arms(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, pro
             if not arm.todo:
                 echo(f"{arm.run.path}: {arm.finished if stopped is None else f'diverged at level {stopped}'}")
         if any(arm.todo for arm in arms):
-            train_arms(task, [a for a in arms if a.todo], arrays, progress, echo, wandb)
+            train_arms(task, [a for a in arms if a.todo], arrays, progress, echo, wandb, checkpoint_every)
     diverged = [(arm.run, level) for arm in arms if (level := arm.run.diverged_level()) is not None]
     if diverged:
         run, level = diverged[0]

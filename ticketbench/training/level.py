@@ -1,5 +1,6 @@
 """Train one level: one ``Trainer.fit`` with a fresh optimizer, then the test set at the
-early-stop weights and at the final weights; K replicas at once (K = 1: one run)."""
+early-stop weights and at the final weights; K replicas at once (K = 1: one run). A level can
+write checkpoints as it trains and resume from them (see ticketbench.training.level_checkpoint)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from ticketbench.config import TaskConfig
 from ticketbench.data.tensors import BatchStream, ReplicaData
 from ticketbench.device import use_tf32
 from ticketbench.pruning.masks import Masks
-from ticketbench.training.callback import ReplicaTickets
+from ticketbench.runs import state_digest
+from ticketbench.training.callback import ReplicaPoints, ReplicaTickets
+from ticketbench.training.level_checkpoint import Checkpointing, LevelCheckpoint, SaveLevel
 from ticketbench.training.module import Blocks, Classifier
 from ticketbench.training.progress import StepProgressBar
 from ticketbench.training.replicas import Replicas, State
@@ -37,11 +40,8 @@ class LevelResult:
     diverged: bool
     rewind_state: State | None
     rewind_optimizer_state: dict | None
-
-
-def _test_accuracy(trainer: L.Trainer, module: Classifier) -> list[float]:
-    trainer.test(module, verbose=False)
-    return module.test_acc.tolist()
+    resumed_from: list[int]  # the steps from which a stopped level was resumed (none: trained in one go)
+    channels_last: bool  # the layout it trained in (see ticketbench.training.arithmetic)
 
 
 @dataclass
@@ -59,7 +59,9 @@ class LevelPlan:
     their ``masks``, replica k on its own data ``streams[k]``, from ``start_step`` to the task's
     last step. ``capture_rewind``: take θ_k at the task's rewind step (level 0);
     ``optimizer_states``: the replicas' optimizer states to resume (None: fresh); ``progress``: the
-    progress bar's label (None: no bar); ``logger`` receives the training and validation metrics."""
+    progress bar's label (None: no bar); ``logger`` receives the training and validation metrics;
+    ``resume``: one checkpoint per replica of this level stopped midway (the model is still at the
+    level's start); ``checkpointing``: where and how often to write them."""
 
     task: TaskConfig
     model: Replicas
@@ -72,20 +74,33 @@ class LevelPlan:
     level: int = 0
     progress: str | None = None
     logger: Logger | None = None
+    resume: list[LevelCheckpoint] | None = None
+    checkpointing: Checkpointing | None = None
 
 
 def fit_level(plan: LevelPlan) -> Fitted:
     """The training of a level (see :func:`train_level`), without the evaluations that follow it."""
-    task, data = plan.task, plan.data
+    task, data, model, resume = plan.task, plan.data, plan.model, plan.resume
+    first = resume[0].step if resume else plan.start_step
     cadence = list(range(task.eval_every, task.max_steps, task.eval_every))
-    blocks = Blocks(plan.streams, plan.start_step, task.max_steps, cadence)
+    blocks = Blocks(plan.streams, first, task.max_steps, cadence)
     use_tf32(task.precision)
-    module = Classifier(plan.model, data, blocks, task.optimizer, plan.level, precision=task.precision,
+    capture = plan.capture_rewind and (not resume or task.rewind_step >= first)
+    level_start = [model.state(k) for k in range(model.size)] if resume else []
+    if resume:
+        model.load_states([c.state for c in resume])
+    module = Classifier(model, data, blocks, task.optimizer, plan.level, precision=task.precision,
                         compile_mode=task.compile)
-    callback = ReplicaTickets(plan.model, plan.masks, start_step=plan.start_step,
-                              rewind_step=task.rewind_step if plan.capture_rewind else None,
-                              initial_optimizer_states=plan.optimizer_states)
+    callback = ReplicaTickets(model, plan.masks, start_step=first, rewind_step=task.rewind_step if capture else None,
+                              initial_optimizer_states=[c.optimizer_state for c in resume] if resume
+                              else plan.optimizer_states)
+    if resume:
+        callback.points = [_restored(c, plan.capture_rewind and not capture, start)
+                           for c, start in zip(resume, level_start, strict=True)]
     callbacks: list[L.Callback] = [callback] + ([StepProgressBar(plan.progress)] if plan.progress else [])
+    if plan.checkpointing:
+        began = time.perf_counter()
+        callbacks.append(SaveLevel(plan.checkpointing, lambda: _checkpoints(plan, module, callback, began)))
     trainer = L.Trainer(
         accelerator=data.device.type, devices=1, max_epochs=1, val_check_interval=1,
         limit_val_batches=1.0 if data.y_val.shape[1] else 0, check_val_every_n_epoch=None, num_sanity_val_steps=0,
@@ -99,6 +114,43 @@ def fit_level(plan: LevelPlan) -> Fitted:
     return Fitted(trainer, module, callback)
 
 
+def _restored(ckpt: LevelCheckpoint, captured: bool, start: State) -> ReplicaPoints:
+    """A replica's early-stop point and θ_k from its checkpoint (θ_k taken at the level's start is
+    that start, which the checkpoint does not repeat)."""
+    rewind = (ckpt.rewind_state or start) if captured else None
+    return ReplicaPoints(rewind, ckpt.rewind_optimizer_state if captured else None, ckpt.best_step, ckpt.best_val_loss,
+                         ckpt.best_val_acc, None, ckpt.best_test_acc, ckpt.diverged)
+
+
+def _test_early_stop(module: Classifier, points: list[ReplicaPoints]) -> None:
+    """Measure the test accuracy of the early-stop weights not measured yet (the model keeps its weights)."""
+    model = module.model
+    due = [p.best_state is not None and p.best_test_acc is None for p in points]
+    if not any(due):
+        return
+    current = [model.state(k) for k in range(model.size)]
+    model.load_states([p.best_state if d else c for p, d, c in zip(points, due, current, strict=True)])
+    for point, d, acc in zip(points, due, module.test_accuracy(), strict=True):
+        if d:
+            point.best_test_acc = acc
+    model.load_states(current)
+
+
+def _checkpoints(plan: LevelPlan, module: Classifier, callback: ReplicaTickets, began: float) -> list[LevelCheckpoint]:
+    """The level's checkpoints now, one per replica (at a validation boundary)."""
+    model, resume = plan.model, plan.resume
+    _test_early_stop(module, callback.points)
+    optimizer = model.split_optimizer_state(module.optimizers(use_pl_optimizer=False).state_dict())
+    before = resume[0].seconds if resume else 0.0
+    resumed_from = [*resume[0].resumed_from, resume[0].step] if resume else []
+    later = plan.task.rewind_step > plan.start_step  # θ_k taken after the start: the checkpoint keeps it
+    return [LevelCheckpoint(plan.level, plan.start_step, callback.step, before + time.perf_counter() - began,
+                            state_digest(plan.masks[k]), model.state(k), optimizer[k], p.best_step, p.best_val_loss,
+                            p.best_val_acc, p.best_test_acc, p.diverged, p.rewind_state if later else None,
+                            p.rewind_optimizer_state, resumed_from)
+            for k, p in enumerate(callback.points)]
+
+
 def train_level(plan: LevelPlan) -> list[LevelResult]:
     """Train one level (see :class:`LevelPlan`); one result per replica.
 
@@ -106,22 +158,18 @@ def train_level(plan: LevelPlan) -> list[LevelResult]:
     Without a validation split there is no early stop: the early-stop fields stay empty."""
     began = time.perf_counter()
     fitted = fit_level(plan)
-    trainer, module, callback = fitted.trainer, fitted.module, fitted.callback
-    model = plan.model
-    steps = module.steps_taken
-    test_final = _test_accuracy(trainer, module)
+    module, callback, model = fitted.module, fitted.callback, plan.model
+    steps = module.step - plan.start_step
+    test_final = module.test_accuracy()
     train_final = module.train_accuracy()
-    test_early = [math.nan] * model.size
-    if any(p.best_state is not None for p in callback.points):
-        final = [model.state(k) for k in range(model.size)]
-        model.load_states([p.best_state or f for p, f in zip(callback.points, final, strict=True)])
-        test_early = [acc if p.best_state else math.nan
-                      for acc, p in zip(_test_accuracy(trainer, module), callback.points, strict=True)]
-        model.load_states(final)
-    seconds = time.perf_counter() - began
+    _test_early_stop(module, callback.points)
+    resume = plan.resume
+    seconds = time.perf_counter() - began + (resume[0].seconds if resume else 0.0)
+    resumed_from = [*resume[0].resumed_from, resume[0].step] if resume else []
     return [LevelResult(
         early_stop_step=p.best_step, val_loss_at_early_stop=p.best_val_loss, val_acc_at_early_stop=p.best_val_acc,
-        test_acc_at_early_stop=test_early[k], test_acc_final=test_final[k], train_acc_final=train_final[k],
-        start_step=plan.start_step, steps=steps, seconds=seconds, diverged=p.diverged, rewind_state=p.rewind_state,
-        rewind_optimizer_state=p.rewind_optimizer_state,
+        test_acc_at_early_stop=math.nan if p.best_test_acc is None else p.best_test_acc,
+        test_acc_final=test_final[k], train_acc_final=train_final[k], start_step=plan.start_step, steps=steps,
+        seconds=seconds, diverged=p.diverged, rewind_state=p.rewind_state,
+        rewind_optimizer_state=p.rewind_optimizer_state, resumed_from=resumed_from, channels_last=module.channels_last,
     ) for k, p in enumerate(callback.points)]

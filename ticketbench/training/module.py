@@ -77,7 +77,7 @@ class Classifier(L.LightningModule):
     each other on one axis (Lightning uses a logged ``step`` as the logger's step). Metrics of
     replica k are logged with the suffix ``@k`` when K > 1 (see ticketbench.tracking.ReplicaLogger).
     After each block, :attr:`train_loss` holds the per-replica mean training loss of the block; after
-    validation, :attr:`val_loss` and :attr:`val_acc`; after a test, :attr:`test_acc`.
+    validation, :attr:`val_loss` and :attr:`val_acc`.
     ``precision`` and ``compile_mode``: see :mod:`ticketbench.training.arithmetic`.
     """
 
@@ -86,15 +86,17 @@ class Classifier(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.model, self.data, self.blocks, self.optimizer_cfg, self.level = model, data, blocks, optimizer, level
-        self.precision, self.channels_last = precision, wants_channels_last(model, data.device)
-        if self.channels_last and model.size == 1:  # stacked 5-d weights have no channels-last layout
+        # stacked replicas convolve through vmap's grouped convolution over NCHW tensors (their 5-d
+        # weights have no channels-last layout): a single run alone trains channels-last
+        self.precision, self.channels_last = precision, wants_channels_last(model) and model.size == 1
+        if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.losses = loss_function(model, precision, compile_mode, data.device.type)
         accuracy = {"num_classes": num_classes, "average": "micro", "multidim_average": "samplewise"}
         self.val_metric, self.test_metric = MulticlassAccuracy(**accuracy), MulticlassAccuracy(**accuracy)
         self._val_loss_sum = torch.zeros(model.size)
         self.steps_taken = 0  # optimizer steps of this level
-        self.val_loss = self.val_acc = self.test_acc = torch.full((model.size,), float("nan"))
+        self.val_loss = self.val_acc = torch.full((model.size,), float("nan"))
         self.train_loss = torch.zeros(model.size)  # per replica, the mean loss of the last block
 
     @property
@@ -127,9 +129,6 @@ class Classifier(L.LightningModule):
 
     def val_dataloader(self) -> Chunks:
         return Chunks(self.data.x_val, self.data.y_val, dim=1)
-
-    def test_dataloader(self) -> Chunks:
-        return Chunks(self.data.x_test, self.data.y_test)
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return channels_last(x) if self.channels_last else x
@@ -185,23 +184,24 @@ class Classifier(L.LightningModule):
         self._log_replicas("val/acc", self.val_acc, batch_size=self.data.y_val.shape[1])
         self._log_position()
 
-    def on_test_epoch_start(self) -> None:
+    @torch.no_grad()
+    def test_accuracy(self) -> list[float]:
+        """Per replica, the fraction of the test set classified correctly by its current weights."""
+        model, data = self.to(self.data.device).model, self.data  # Lightning leaves a fitted module on the CPU
+        was_training = model.training
+        model.eval()
         self.test_metric.reset()
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
-        x, y = batch
-        with autocast(self.precision, self.data.device.type):
-            logits = self.model.forward_shared(self._inputs(x))
-        self.test_metric.update(logits.argmax(-1), y.expand(self.model.size, -1))
-
-    def on_test_epoch_end(self) -> None:
-        # test accuracies reach the logger through the level record (at early stop and at the end)
-        self.test_acc = self.test_metric.compute().reshape(self.model.size)
+        for x, y in Chunks(data.x_test, data.y_test):
+            with autocast(self.precision, data.device.type):
+                logits = model.forward_shared(self._inputs(x))
+            self.test_metric.update(logits.argmax(-1), y.expand(model.size, -1))
+        model.train(was_training)
+        return self.test_metric.compute().reshape(model.size).tolist()
 
     @torch.no_grad()
     def train_accuracy(self, chunk: int = 5_000) -> list[float]:
         """Per replica, the fraction of its training split classified correctly, without augmentation."""
-        model, data = self.model, self.data
+        model, data = self.to(self.data.device).model, self.data
         was_training = model.training
         model.eval()
         n = data.splits[0].y_train.shape[0]

@@ -43,7 +43,7 @@ from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
 from ticketbench.runs import RunDir, RunError, StabilityDir, finite_or_none, on_cpu, point_name, state_digest
 from ticketbench.seeding import derive_seed, generator
 from ticketbench.tracking import open_tracker
-from ticketbench.training.arithmetic import record_fields
+from ticketbench.training.arithmetic import record_fields, wants_channels_last
 from ticketbench.training.imp import Start, starting_point
 from ticketbench.training.level import LevelPlan, fit_level, train_level
 from ticketbench.training.module import Chunks
@@ -282,7 +282,7 @@ def path_record(task: TaskConfig, seed: int, arm: str, point: Point, start: Star
         "copy_test_acc_final": [c.test_acc_final for c in copies], "copy_steps": [c.steps for c in copies],
         "copy_diverged": [c.diverged for c in copies],
         "seconds": round(seconds + sum(c.seconds for c in copies), 2),
-        **record_fields(task.precision, task.compile, default_device()),
+        **record_fields(task.precision, task.compile, default_device(), wants_channels_last(start.model)),
     }
 
 

@@ -1,0 +1,100 @@
+"""A level stopped midway resumes from its checkpoint to the record and masks of an uninterrupted
+run (``--checkpoint-every``): at level 0 (θ_k taken at the start, k = 0, or midway, k > 0), at a
+pruned level, for stacked replicas, and for a convolutional task trained channels-last. The stop
+is a full disk injected after a validation (ticketbench.faults), with the command in process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import snapshot
+from test_cli import TINY
+
+from ticketbench.cli import main
+from ticketbench.runs import RunDir
+
+LEVELS = ["--levels", "3", "--wandb", "off", "--no-progress"]
+EVERY = ["--checkpoint-every", "0.00001"]  # a checkpoint at every validation
+
+
+def _run(out: Path, data: Path, *args: str, fault: str | None = None,
+         monkeypatch: pytest.MonkeyPatch | None = None) -> int:
+    if monkeypatch is not None:
+        monkeypatch.setenv("TICKETBENCH_DATA", str(data))
+        if fault:
+            monkeypatch.setenv("TICKETBENCH_FAULT", f"enospc:{fault}")
+        else:
+            monkeypatch.delenv("TICKETBENCH_FAULT", raising=False)
+    return main([*args, "--out", str(out)])
+
+
+def _runs(out: Path) -> list[RunDir]:
+    return [RunDir(p) for p in sorted(out.glob("*/*-seed*"))]
+
+
+def _comparable(run: RunDir) -> tuple[list[dict], dict[str, bytes]]:
+    records = [{k: v for k, v in r.items() if k not in ("seconds", "resumed_from_steps")} for r in run.records()]
+    masks = {p.name: p.read_bytes() for p in sorted((run.path / "masks").glob("*.npz"))}
+    return records, masks
+
+
+CASES = {
+    "level 0, k = 0": (["run", "lenet300-mnist", *TINY], "level 0 step 30", 0),
+    "level 0, k = 15": (["run", "lenet300-mnist", *TINY, "--set", "rewind_step=15"], "level 0 step 30", 0),
+    "pruned level, reinit alongside": (["run", "lenet300-mnist", *TINY, "--control", "none,reinit"],
+                                       "level 1 step 30", 1),
+    "replicas": (["run", "lenet300-mnist", *TINY, "--replicas", "2"], "level 2 step 30", 2),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_stopped_level_resumes_from_its_checkpoint_to_the_uninterrupted_result(
+        case: str, fake_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    argv, fault, level = CASES[case]
+    assert _run(tmp_path / "whole", fake_data_dir, *argv, *LEVELS, monkeypatch=monkeypatch) == 0
+    out = tmp_path / "stopped"
+    assert _run(out, fake_data_dir, *argv, *LEVELS, *EVERY, fault=fault, monkeypatch=monkeypatch) != 0
+    stopped = _runs(out)
+    for run in stopped:
+        if run.progress_path(level).is_file():  # a control starts at level 1
+            assert torch.load(run.progress_path(level), weights_only=True)["step"] == 20
+            assert not run.has_level(level)
+    assert any(run.progress_path(level).is_file() for run in stopped)
+    assert _run(out, fake_data_dir, *argv, *LEVELS, monkeypatch=monkeypatch) == 0
+    for whole, resumed in zip(_runs(tmp_path / "whole"), _runs(out), strict=True):
+        assert _comparable(resumed) == _comparable(whole)
+        assert [r.get("resumed_from_steps") for r in resumed.records()] == \
+            [[20] if r["level"] == level else None for r in resumed.records()]
+        assert not (resumed.path / "progress").is_dir() or not any((resumed.path / "progress").iterdir())
+
+
+def test_a_convolutional_level_resumes_channels_last(fake_cifar_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["run", "conv2-cifar10", "--set", "val_size=50", "--set", "batch_size=10", "--max-steps", "30",
+            "--eval-every", "10", "--levels", "2", "--wandb", "off", "--no-progress"]
+    assert _run(tmp_path / "whole", fake_cifar_dir, *argv, monkeypatch=monkeypatch) == 0
+    out = tmp_path / "stopped"
+    assert _run(out, fake_cifar_dir, *argv, *EVERY, fault="level 1 step 20", monkeypatch=monkeypatch) != 0
+    assert _run(out, fake_cifar_dir, *argv, monkeypatch=monkeypatch) == 0
+    (whole,), (resumed,) = _runs(tmp_path / "whole"), _runs(out)
+    assert _comparable(resumed) == _comparable(whole)
+    assert all(r["channels_last"] for r in resumed.records())
+    assert resumed.records()[1]["resumed_from_steps"] == [10]
+
+
+def test_a_damaged_checkpoint_is_refused_in_one_line_and_kept(fake_data_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "lenet300-mnist", *TINY, *LEVELS]
+    assert _run(tmp_path, fake_data_dir, *argv, *EVERY, fault="level 1 step 30", monkeypatch=monkeypatch) != 0
+    (run,) = _runs(tmp_path)
+    run.progress_path(1).write_bytes(b"not a checkpoint")
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    assert _run(tmp_path, fake_data_dir, *argv, monkeypatch=monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "level_01.pt: not a readable level checkpoint" in err
+    assert "delete it, and the level trains from its start" in err
+    assert snapshot(tmp_path) == before

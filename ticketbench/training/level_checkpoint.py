@@ -1,0 +1,109 @@
+"""A level in progress: saved at validation boundaries, so that a level stopped midway resumes
+from its last checkpoint instead of its start (``ticketbench run --checkpoint-every MINUTES``).
+
+One file per replica, ``<run>/progress/level_NN.pt``, written atomically and removed once the
+level's record is written. It holds what the rest of the level depends on and nothing else: the
+step reached, the weights and buffers, the optimizer state, the early-stop point so far (its
+step, validation loss and accuracy, and the test accuracy of its weights, measured when the
+checkpoint is written, so that the weights themselves need not be kept), the divergence flag,
+θ_k when the level captured it after its start, and the seconds spent. The data order is a
+function of the seed and the step, so a resumed level draws the same batches; on the same
+machine and torch version it ends with the same record as an uninterrupted one (``seconds``
+aside; the record lists the steps it resumed from).
+
+Signals: SIGUSR1 asks a running level to write its checkpoint at the next validation.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from ticketbench.atomic import atomic_write
+from ticketbench.pruning.masks import Masks
+from ticketbench.runs import RunError, on_cpu, state_digest
+from ticketbench.training.replicas import State
+
+FORMAT = 1
+
+
+@dataclass
+class LevelCheckpoint:
+    """One replica's level in progress (see the module docstring)."""
+
+    level: int
+    start_step: int  # where the level began (0, or the rewind step k)
+    step: int  # the absolute step reached
+    seconds: float  # spent on the level so far
+    masks: str  # state_digest of the level's masks
+    state: State
+    optimizer_state: dict
+    best_step: int | None = None
+    best_val_loss: float = float("inf")
+    best_val_acc: float = float("nan")
+    best_test_acc: float | None = None
+    diverged: bool = False
+    rewind_state: State | None = None
+    rewind_optimizer_state: dict | None = None
+    resumed_from: list[int] = field(default_factory=list)  # steps at which earlier segments ended
+
+    def save(self, path: Path) -> None:
+        data = {"format": FORMAT, **asdict(self)}
+        atomic_write(path, lambda f: torch.save(on_cpu(data), f))
+
+    @classmethod
+    def load(cls, path: Path, level: int, start_step: int, stop_step: int, masks: Masks) -> LevelCheckpoint:
+        """The checkpoint at ``path``, checked to belong to this level, its start and its masks."""
+        remedy = "delete it, and the level trains from its start"
+        try:
+            data = torch.load(path, weights_only=True)
+            assert isinstance(data, dict) and data.pop("format") == FORMAT
+            ckpt = cls(**data)
+        except Exception as err:  # noqa: BLE001 - truncated, not a torch file, another layout
+            raise RunError(f"{path}: not a readable level checkpoint ({type(err).__name__}); {remedy}") from None
+        if (ckpt.level, ckpt.start_step) != (level, start_step) or not start_step < ckpt.step < stop_step:
+            raise RunError(f"{path}: a checkpoint of level {ckpt.level} at step {ckpt.step} (from {ckpt.start_step}), "
+                           f"not of level {level} between steps {start_step} and {stop_step}; {remedy}")
+        if ckpt.masks != state_digest(masks):
+            raise RunError(f"{path}: trained under other masks than {level}'s mask file; {remedy}")
+        return ckpt
+
+
+@dataclass
+class Checkpointing:
+    """Where a level writes its checkpoints (one path per replica) and how often (seconds of wall
+    clock, checked at each validation; SIGUSR1 asks for one at the next)."""
+
+    paths: list[Path]
+    every: float
+
+
+class SaveLevel(L.Callback):
+    """Writes the level's checkpoints when due (after the callback that tracks the early stop)."""
+
+    def __init__(self, checkpointing: Checkpointing, write: Any) -> None:
+        self.checkpointing, self.write = checkpointing, write
+        self.last = time.monotonic()
+        self.asked = False
+        self._previous: Any = None
+
+    def _ask(self, *_: object) -> None:
+        self.asked = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._previous = signal.signal(signal.SIGUSR1, self._ask)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        signal.signal(signal.SIGUSR1, self._previous or signal.SIG_DFL)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.asked or time.monotonic() - self.last >= self.checkpointing.every:
+            for path, ckpt in zip(self.checkpointing.paths, self.write(), strict=True):
+                ckpt.save(path)
+            self.last, self.asked = time.monotonic(), False
