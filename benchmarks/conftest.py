@@ -59,26 +59,31 @@ RATIOS = [
     *[Ratio(f"(d) {k} replicas: throughput / {k} sequential ticketbench runs", "replicas-1", f"replicas-{k}",
             scale=k, target=(">=", 2.5) if k == 8 else None) for k in (1, 2, 4, 8)],
     Ratio("(d) 1 replica (the ticketbench level) / bare loop", "replicas-1", "replicas-bare"),
+    *[Ratio(f"(f) {task} step, float32 NCHW / {arithmetic}", f"conv-{task}-fp32-nchw", f"conv-{task}-{arithmetic}")
+      for task in ("conv2-cifar10", "conv6-cifar10")
+      for arithmetic in ("fp32-channels-last", "bf16-channels-last", "compiled-fp32-channels-last")],
+    Ratio("(g) conv2-cifar10 steps + validation, ticketbench / bare loop (float32 channels-last)",
+          "convlevel-ticketbench", "convlevel-bare", target=("<=", 1.10)),
     Ratio(f"(e) local executor: {len(os.sched_getaffinity(0))} jobs at once, throughput / one after another",
           "executor-sequential", "executor-sweep"),
 ]
 
 
-def _data_dir() -> str:
+def data_dir(filename: str = "mnist.npz") -> str:
     chosen = os.environ.get("TICKETBENCH_DATA")
-    if not chosen or not (Path(chosen) / "mnist.npz").is_file():
-        pytest.skip("real data not available: set TICKETBENCH_DATA to a directory holding mnist.npz")
+    if not chosen or not (Path(chosen) / filename).is_file():
+        pytest.skip(f"real data not available: set TICKETBENCH_DATA to a directory holding {filename}")
     return chosen
 
 
 @pytest.fixture(scope="session")
 def level_workload() -> Workload:
-    return Workload.lenet(_data_dir(), LEVEL_STEPS, seeds=1)
+    return Workload.lenet(data_dir(), LEVEL_STEPS, seeds=1)
 
 
 @pytest.fixture(scope="session")
 def step_workload() -> Workload:
-    return Workload.lenet(_data_dir(), STEP_STEPS)
+    return Workload.lenet(data_dir(), STEP_STEPS)
 
 
 @pytest.fixture

@@ -73,13 +73,15 @@ def lenet_p_m(level: int) -> float:
 
 
 def write_run(root: Path, seed: int, arm: str, rows: list[tuple[int, float | None, int | None]],
-              task: str = "lenet300-mnist", fingerprint: str = "f0") -> Path:
-    """A run directory with fabricated records: rows of (level, test accuracy 0-1, early-stop step)."""
+              task: str = "lenet300-mnist", fingerprint: str = "f0", levels: int | None = None) -> Path:
+    """A run directory with fabricated records: rows of (level, test accuracy 0-1, early-stop step);
+    ``levels``: the levels asked for (meta.json), when given."""
     from ticketbench.atomic import write_json
 
     path = root / task / f"{arm}-seed{seed}-{fingerprint}"
+    asked = {} if levels is None else {"levels": levels}
     write_json(path / "meta.json", {"task": task, "arm": arm, "seed": seed, "fingerprint": fingerprint,
-                                    "config": {"max_steps": 50_000}})
+                                    "config": {"max_steps": 50_000}, **asked})
     for level, acc, step in rows:
         write_json(path / "levels" / f"level_{level:02d}.json", {
             "task": task, "seed": seed, "arm": arm, "level": level, "weights_remaining_percent": lenet_p_m(level),

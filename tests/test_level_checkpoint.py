@@ -71,12 +71,17 @@ def test_a_stopped_level_resumes_from_its_checkpoint_to_the_uninterrupted_result
 
 
 def test_a_convolutional_level_resumes_channels_last(fake_cifar_dir: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["run", "conv2-cifar10", "--set", "val_size=50", "--set", "batch_size=10", "--max-steps", "30",
             "--eval-every", "10", "--levels", "2", "--wandb", "off", "--no-progress"]
     assert _run(tmp_path / "whole", fake_cifar_dir, *argv, monkeypatch=monkeypatch) == 0
     out = tmp_path / "stopped"
     assert _run(out, fake_cifar_dir, *argv, *EVERY, fault="level 1 step 20", monkeypatch=monkeypatch) != 0
+    capsys.readouterr()
+    assert main(["runs", str(out)]) == 0
+    listing = capsys.readouterr().out
+    assert "1/2" in listing and "in progress (checkpoint at step 10)" in listing
     assert _run(out, fake_cifar_dir, *argv, monkeypatch=monkeypatch) == 0
     (whole,), (resumed,) = _runs(tmp_path / "whole"), _runs(out)
     assert _comparable(resumed) == _comparable(whole)
@@ -98,3 +103,4 @@ def test_a_damaged_checkpoint_is_refused_in_one_line_and_kept(fake_data_dir: Pat
     assert len(err.splitlines()) == 1 and "level_01.pt: not a readable level checkpoint" in err
     assert "delete it, and the level trains from its start" in err
     assert snapshot(tmp_path) == before
+

@@ -29,9 +29,16 @@ IN_PROGRESS = sorted(p.parent for p in RESULTS.glob("in-progress/*/*/meta.json")
 def test_records_match_their_masks(path: Path) -> None:
     run = RunDir(path)
     meta, records = run.meta(), run.records()
-    assert records, "a committed run has at least one finished level"
     levels = [r["level"] for r in records]
-    assert levels == list(range(levels[0], levels[0] + len(levels))), "levels are contiguous"
+    in_progress = [int(p.stem.split("_")[1]) for p in sorted((path / "progress").glob("level_*.pt"))]
+    assert records or in_progress, "a committed run has a finished level or a level in progress"
+    assert not set(in_progress) & set(levels), "a finished level has no checkpoint left"
+    if "at_levels" in meta:  # a control trained at chosen levels
+        assert set(levels) <= set(meta["at_levels"])
+    else:
+        first = meta.get("first_level", levels[0] if levels else 0)
+        assert levels == list(range(first, first + len(levels))), "levels are contiguous from the first"
+        assert in_progress in ([], [first + len(levels)]), "the level in progress is the next one"
     for rec in records:
         assert (rec["task"], rec["seed"], rec["arm"]) == (meta["task"], meta["seed"], meta["arm"])
         masks = load_masks(run.mask_path(rec["level"]))

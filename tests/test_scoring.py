@@ -60,6 +60,23 @@ def _results(root: Path) -> dict:
     return {r.claim.id: r for r in results}
 
 
+@pytest.mark.parametrize("asked", [17, 7])
+def test_claims_beyond_the_levels_of_a_run_in_progress_are_not_run(tmp_path: Path, asked: int) -> None:
+    # levels 0-6 finished: P_m(6) = 26.3% lies within the matching factor of the claims at 21.1%, which
+    # read level 6 once the run is complete (7 levels asked) but wait for level 7 while it is in progress
+    for seed in (0, 1):
+        write_run(tmp_path, seed, "imp", [(0, 0.980, 4000)] + [(lv, 0.985, 2000) for lv in range(1, 7)], levels=asked)
+    results = _results(tmp_path / "lenet300-mnist")
+    assert results["pm51-learns-faster"].verdict == PASS
+    if asked == 17:
+        assert results["pm21-fastest"].verdict == NOT_RUN and results["pm21-fastest"].pending
+        assert "in progress: its finished levels reach P_m 26.3% so far" in results["pm21-fastest"].note
+        assert results["tickets-at-or-above-dense"].verdict == NOT_RUN and not results["pm21-fastest"].gate_unanswered
+        assert not results["reinit-below-dense-pm21"].pending  # an arm not run is not in progress
+    else:
+        assert results["pm21-fastest"].verdict != NOT_RUN and "level 6" in results["pm21-fastest"].where
+
+
 def test_good_runs_pass_every_measurable_claim(tmp_path) -> None:
     results = _results(_good_runs(tmp_path))
     measured = {k: r.verdict for k, r in results.items() if r.verdict != NOT_RUN}

@@ -256,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
                           "replicas, each with its own data order, masks and run directory (not with dropout)")
     run.add_argument("--method", metavar="NAME",
                      help="prune once per density with a registered method (ticketbench methods) instead of IMP")
+    run.add_argument("--at-levels", metavar="L[,L...]",
+                     help="train only these levels of a control (a control's level depends only on the winning "
+                          "tickets' mask of that level), e.g. the levels a task's claims read")
     _sweep_parser(sub, [overrides, training, method, levels])
     _instability_parser(sub, [subject, overrides, training])
     sub.add_parser("list", aliases=["tasks"], help="the benchmark tasks: protocol and time per level")
@@ -350,6 +353,8 @@ def _verdicts(args: argparse.Namespace) -> int:
         ids = ", ".join(r.claim.id for r in results)
         raise ConfigError(f"--allow-fail names unknown claim {unknown[0]!r}; claims: {ids}")
     failures = []
+    for r in (r for r in results if r.claim.gating and r.pending):
+        print(f"check: claim {r.claim.id} waits for levels in progress ({r.note})", file=sys.stderr)
     for r in (r for r in results if r.gate_failed or r.gate_unanswered):
         what = "FAILs" if r.gate_failed else "cannot be answered by these runs"
         line = f"claim {r.claim.id} {what}" + (f" ({r.note})" if r.note else "")
@@ -441,10 +446,20 @@ def _plan(args: argparse.Namespace) -> tuple[TaskConfig, list]:
     task = resolve_task(args)
     controls = _controls(args.control)
     seeds = range(args.seed, args.seed + args.replicas)
+    at_levels = getattr(args, "at_levels", None)
+    if at_levels is not None:
+        if args.method is not None or "none" in controls:
+            raise ConfigError("--at-levels trains levels of a control alone (reinit, random-prune): a level of the "
+                              "winning tickets or of a method needs the level before it")
+        at_levels = sorted(_int_list(at_levels, "--at-levels"))
+        outside = [lv for lv in at_levels if not 1 <= lv < task.levels]
+        if outside:
+            raise ConfigError(f"--at-levels: level {outside[0]} is outside the control's levels 1 to "
+                              f"{task.levels - 1} (--levels {task.levels})")
     if args.method is None:
         if args.sanity or args.iterative:
             raise ConfigError(f"--{'sanity' if args.sanity else 'iterative'} applies to a --method")
-        return task, [imp_arm(task, seed, control, args.out, ticket_alongside="none" in controls)
+        return task, [imp_arm(task, seed, control, args.out, ticket_alongside="none" in controls, at_levels=at_levels)
                       for seed in seeds for control in controls]
     from ticketbench.training.method_run import method_arm, method_task, parse_densities
 

@@ -7,15 +7,8 @@ from typing import Any
 
 import torch
 
-from ticketbench.runs import RunDir, StabilityDir
+from ticketbench.runs import RunDir, StabilityDir, levels_asked
 from ticketbench.tracking import offline_runs, unsynced
-
-
-def _levels_asked(meta: dict[str, Any]) -> int | None:
-    """How many levels the last command asked this arm to train (controls and at-init methods
-    start at level 1, so they train one fewer); None for runs that predate the field."""
-    planned = meta.get("levels")
-    return None if planned is None else planned - meta.get("first_level", 0 if meta["arm"] == "imp" else 1)
 
 
 def run_status(meta: dict[str, Any], records: list[dict[str, Any]], checkpoint: int | None = None) -> str:
@@ -24,7 +17,7 @@ def run_status(meta: dict[str, Any], records: list[dict[str, Any]], checkpoint: 
     diverged = [r["level"] for r in records if r.get("diverged")]
     if diverged:
         return f"diverged at level {diverged[0]}"
-    asked = _levels_asked(meta)
+    asked = levels_asked(meta)
     if asked is not None and len(records) >= asked:
         return "complete"
     return "incomplete" if checkpoint is None else f"in progress (checkpoint at step {checkpoint:,})"
@@ -52,7 +45,7 @@ def run_row(run: RunDir) -> dict[str, str]:
         status = "complete" if asked is not None and len(records) >= asked else "incomplete"
         unit = " points"
     else:
-        records, asked, unit = run.records(), _levels_asked(meta), ""
+        records, asked, unit = run.records(), levels_asked(meta), ""
         status = run_status(meta, records, _checkpoint_step(run, records))
     done = (f"{len(records)}/{asked}" if asked is not None else str(len(records))) + unit
     last = records[-1] if records else None

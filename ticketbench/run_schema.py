@@ -59,6 +59,7 @@ class Meta(BaseModel):
     fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]+$")]
     levels: Annotated[int, Field(ge=1)] | None = None
     first_level: Annotated[int, Field(ge=0, le=1)] | None = None
+    at_levels: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] | None = None  # chosen levels
     config: dict[str, Any]
     pruned_tensors: dict[str, str] | None = None
 

@@ -77,6 +77,16 @@ def code_version() -> dict[str, Any]:
     return info
 
 
+def levels_asked(meta: dict[str, Any]) -> int | None:
+    """How many levels the commands asked this arm to train (controls and at-init methods start at
+    level 1, so they train one fewer; a control trained ``--at-levels`` those); None for runs that
+    predate the field."""
+    if "at_levels" in meta:
+        return len(meta["at_levels"])
+    planned = meta.get("levels")
+    return None if planned is None else planned - meta.get("first_level", 0 if meta["arm"] == "imp" else 1)
+
+
 def finite_or_none(value: float | None) -> float | None:
     """JSON has no NaN or infinity: store them as null."""
     return None if value is None or not math.isfinite(value) else value
@@ -221,12 +231,18 @@ class RunDir:
             "tf32": tf32_policy(getattr(task, "precision", "32-true"), device),
         })
 
-    def ask_levels(self, levels: int) -> None:
-        """Record in meta.json how many levels the command now training this run asked for (done
-        with its first new level, so that a command refused before training leaves meta.json as it was)."""
+    def ask_levels(self, levels: int, at_levels: list[int] | None = None) -> None:
+        """Record in meta.json how many levels the command now training this run asked for, and for
+        a control trained at chosen levels which (added to those asked before; None: every level);
+        done with its first new level, so that a command refused before training leaves meta.json
+        as it was."""
         meta = self.meta()
-        if meta.get("levels") != levels:
-            write_json(self.path / "meta.json", {**meta, "levels": levels})
+        wanted = {**meta, "levels": levels}
+        wanted.pop("at_levels", None)
+        if at_levels is not None:
+            wanted["at_levels"] = sorted(set(meta.get("at_levels", [])) | set(at_levels))
+        if wanted != meta:
+            write_json(self.path / "meta.json", wanted)
 
     def save_masks(self, level: int, masks: Masks) -> None:
         save_masks(self.mask_path(level), masks)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ticketbench.references import Claim, Metric, References
 from ticketbench.run_schema import STABLE_BELOW
-from ticketbench.runs import RunDir, RunError, StabilityDir, open_run
+from ticketbench.runs import RunDir, RunError, StabilityDir, levels_asked, open_run
 from ticketbench.stats import FAIL, NOT_RUN, Interval, verdict
 
 Records = dict[int, dict]  # level -> record
@@ -22,13 +22,16 @@ MAX_P_M_FACTOR = 1.25
 class RunSet:
     """The runs of one task under one configuration: seed -> arm -> level -> record. ``paths``
     holds the instability analyses' records the same way, under the arms ``instability@k<K>``,
-    ``instability-<control>@k<K>`` and ``instability-same-noise@k<K>`` (see :func:`path_arm`)."""
+    ``instability-<control>@k<K>`` and ``instability-same-noise@k<K>`` (see :func:`path_arm`).
+    ``reached`` holds, for the arms still in progress (fewer levels finished than asked), the P_m
+    of their last finished level: claims below it are not answered yet."""
 
     task: str
     fingerprint: str
     runs: list[RunDir]
     seeds: dict[int, dict[str, Records]] = field(default_factory=dict)
     paths: dict[int, dict[str, Records]] = field(default_factory=dict)
+    reached: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
     def all_seeds(self) -> list[int]:
@@ -94,7 +97,12 @@ def load_run_set(paths: list[Path]) -> RunSet:
             for rec in run.point_records():
                 run_set.paths.setdefault(meta["seed"], {}).setdefault(path_arm(rec), {})[rec["level"]] = rec
         else:
-            run_set.seeds.setdefault(meta["seed"], {})[meta["arm"]] = {r["level"]: r for r in run.records()}
+            records = run.records()
+            run_set.seeds.setdefault(meta["seed"], {})[meta["arm"]] = {r["level"]: r for r in records}
+            asked = levels_asked(meta)
+            if asked is not None and len(records) < asked and not any(r["diverged"] for r in records):
+                last = records[-1]["weights_remaining_percent"] if records else 100.0
+                run_set.reached.setdefault(meta["seed"], {})[meta["arm"]] = last
     return run_set
 
 
@@ -111,6 +119,10 @@ def path_arm(rec: dict) -> str:
 
 class Unmeasurable(Exception):
     """The records cannot answer this claim (arm not run, no level near the claimed P_m)."""
+
+
+class NotReached(Unmeasurable):
+    """The claim reads levels that an arm still in progress has not finished yet."""
 
 
 class Diverged(Exception):
@@ -196,12 +208,17 @@ def stable_from(metric: Metric, arms: dict[str, Records]) -> tuple[float, str]:
     return float(first), f"analysed k: {', '.join(map(str, steps))}"
 
 
-def measure(metric: Metric, arms: dict[str, Records]) -> tuple[float, str]:
-    """The claim's value for one seed and where it was read ("level 7, P_m 21.0%")."""
+def measure(metric: Metric, arms: dict[str, Records], reached: dict[str, float] | None = None) -> tuple[float, str]:
+    """The claim's value for one seed and where it was read ("level 7, P_m 21.0%"); ``reached``:
+    see :class:`RunSet`."""
     if metric.quantity == "stable_from_step":
         return stable_from(metric, arms)
     if metric.arm not in arms:
         raise Unmeasurable(f"arm {metric.arm!r} was not run")
+    for arm in (metric.arm, metric.other):
+        needed = metric.p_m if metric.p_m is not None else metric.p_m_range[0]
+        if arm in (reached or {}) and round(needed, 1) < round(reached[arm], 1):
+            raise NotReached(f"arm {arm!r} is in progress: its finished levels reach P_m {reached[arm]:.1f}% so far")
     levels = _levels(arms[metric.arm], metric)
     at = _per_level(metric, arms)
     values = [at(rec) for rec in levels]
@@ -220,6 +237,7 @@ class ClaimResult:
     interval: Interval | None
     where: str
     note: str = ""
+    pending: bool = False  # NOT RUN only because the levels it reads are still in progress
 
     @property
     def gate_failed(self) -> bool:
@@ -227,8 +245,9 @@ class ClaimResult:
 
     @property
     def gate_unanswered(self) -> bool:
-        """A gating claim these runs cannot answer (arm not run, levels not reached)."""
-        return self.claim.gating and self.verdict == NOT_RUN
+        """A gating claim these runs cannot answer (arm not run, levels not reached by a finished
+        run); a claim whose levels are still in progress is pending, not unanswered."""
+        return self.claim.gating and self.verdict == NOT_RUN and not self.pending
 
     @property
     def one_seed(self) -> bool:
@@ -237,22 +256,24 @@ class ClaimResult:
 
 def score_claim(claim: Claim, run_set: RunSet) -> ClaimResult:
     per_seed: dict[int, float | None] = {}
-    wheres, reasons, diverged = set(), set(), []
+    wheres, reasons, diverged, waiting = set(), set(), [], []
     for seed in run_set.all_seeds:
         try:
-            per_seed[seed], where = measure(claim.metric, run_set.arms(seed))
+            per_seed[seed], where = measure(claim.metric, run_set.arms(seed), run_set.reached.get(seed))
             wheres.add(where)
         except Diverged as err:
             per_seed[seed] = None
             diverged.append(f"seed {seed}: {err}")
         except Unmeasurable as err:
             reasons.add(str(err))
+            waiting.append(isinstance(err, NotReached))
     where = "; ".join(sorted(wheres))
     if diverged:
         return ClaimResult(claim, FAIL, per_seed, None, where, "diverged: " + "; ".join(diverged))
     values = [v for v in per_seed.values() if v is not None]
     if not values:
-        return ClaimResult(claim, NOT_RUN, per_seed, None, where, "; ".join(sorted(reasons)))
+        return ClaimResult(claim, NOT_RUN, per_seed, None, where, "; ".join(sorted(reasons)),
+                           pending=bool(waiting) and all(waiting))
     interval = Interval.of(values)
     missing = [str(seed) for seed in run_set.all_seeds if seed not in per_seed]
     note = "; ".join(filter(None, ["1 seed" if len(values) == 1 else "",

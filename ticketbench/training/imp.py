@@ -196,7 +196,8 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
                 together = {"replicas": len(group)} if len(group) > 1 else {}
                 resumed = {"resumed_from_steps": result.resumed_from} if result.resumed_from else {}
                 rec = record(task, arm.seed, arm.name, level, start.masks, result) | start.about | together | resumed
-                arm.run.ask_levels(task.levels)
+                arm.run.ask_levels(task.levels, arm.levels if arm.levels != list(range(arm.levels[0], task.levels))
+                                   else None)
                 arm.run.save_record(rec)
                 arm.run.progress_path(level).unlink(missing_ok=True)
                 if tracker:
@@ -216,10 +217,11 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
 
 
 def imp_arm(task: TaskConfig, seed: int, control: str = "none", out: Path = Path("runs"),
-            ticket_alongside: bool = False) -> Arm:
+            ticket_alongside: bool = False, at_levels: list[int] | None = None) -> Arm:
     """One arm of the IMP experiment (the winning tickets, or a control of them) with its levels
     not finished yet. ``ticket_alongside``: the winning-ticket arm of this seed trains in the same
-    invocation, so its masks need not exist yet."""
+    invocation, so its masks need not exist yet; ``at_levels``: a control trains only these levels
+    (each depends on the winning tickets' mask of that level alone)."""
     if control not in CONTROLS:
         raise RunError(f"unknown control {control!r}; valid: {', '.join(CONTROLS)}")
     chosen = CONTROLS[control]
@@ -231,7 +233,7 @@ def imp_arm(task: TaskConfig, seed: int, control: str = "none", out: Path = Path
             run.save_masks(level + 1, next_masks(start.model, start.masks, roles, task.pruning))
 
     first = 0 if chosen is TICKET else 1
-    arm = Arm(seed, chosen.arm, run, list(range(first, task.levels)),
+    arm = Arm(seed, chosen.arm, run, at_levels or list(range(first, task.levels)),
               lambda level, _: starting_point(task, seed, control, level, run, imp), after,
               f"all {task.levels} levels already finished",
               lambda: run.start(task, seed, chosen.arm, first,

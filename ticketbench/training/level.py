@@ -158,7 +158,7 @@ def train_level(plan: LevelPlan) -> list[LevelResult]:
     Without a validation split there is no early stop: the early-stop fields stay empty."""
     began = time.perf_counter()
     fitted = fit_level(plan)
-    module, callback, model = fitted.module, fitted.callback, plan.model
+    module, callback = fitted.module, fitted.callback
     steps = module.step - plan.start_step
     test_final = module.test_accuracy()
     train_final = module.train_accuracy()
