@@ -1,7 +1,10 @@
 """A level stopped midway resumes from its checkpoint to the record and masks of an uninterrupted
 run (``--checkpoint-every``): at level 0 (θ_k taken at the start, k = 0, or midway, k > 0), at a
 pruned level, for stacked replicas, and for a convolutional task trained channels-last. The stop
-is a full disk injected after a validation (ticketbench.faults), with the command in process."""
+is a full disk injected after a validation (ticketbench.faults), with the command in process.
+The convolutional case also pins the layout of restored optimizer state: the checkpoint stores
+pruned tensors' kept entries only, and moments restored in NCHW order next to a channels-last
+weight made the fused Adam step update the wrong entries (a different level 2 mask, measured)."""
 
 from __future__ import annotations
 
@@ -104,3 +107,17 @@ def test_a_damaged_checkpoint_is_refused_in_one_line_and_kept(fake_data_dir: Pat
     assert "delete it, and the level trains from its start" in err
     assert snapshot(tmp_path) == before
 
+
+
+def test_a_checkpoint_keeps_only_the_kept_entries_of_pruned_tensors(fake_data_dir: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["run", "lenet300-mnist", *TINY, *LEVELS, *EVERY]
+    assert _run(tmp_path, fake_data_dir, *argv, fault="level 2 step 30", monkeypatch=monkeypatch) != 0
+    (run,) = _runs(tmp_path)
+    masks = run.load_masks(2)
+    saved = torch.load(run.progress_path(2), weights_only=True)
+    kept = {n: int(m.sum()) for n, m in masks.items()}
+    assert {n: saved["state"][n].shape for n in masks} == {n: (k,) for n, k in kept.items()}
+    moments = saved["optimizer_state"]["state"][saved["parameters"].index("fc1.weight")]
+    assert moments["exp_avg"].shape == moments["exp_avg_sq"].shape == (kept["fc1.weight"],)
+    assert saved["state"]["fc1.bias"].shape == (300,)  # biases are not pruned: whole

@@ -26,12 +26,24 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def level_time(task: TaskConfig, per_level: dict[str, float], per_step: dict[str, float]) -> str:
-    """The measured time of a level, or ``~`` a projection from seconds per step, or 'not measured'."""
+# At the end of a level: the test set at the final and at the early-stop weights (2 x 10,000
+# images) and the training set (45,000), in units of one validation of 5,000 images.
+END_OF_LEVEL_VALIDATIONS = (2 * 10_000 + 45_000) / 5_000
+
+
+def projected_level_seconds(task: TaskConfig, per_step: float, per_validation: float) -> float:
+    """A level's time from the seconds of one training step and of one validation."""
+    validations = -(-task.max_steps // task.eval_every) + END_OF_LEVEL_VALIDATIONS
+    return task.max_steps * per_step + validations * per_validation
+
+
+def level_time(task: TaskConfig, per_level: dict[str, float], per_step: dict[str, tuple[float, float]]) -> str:
+    """The measured time of a level, or ``~`` a projection from the seconds of a step and of a
+    validation, or 'not measured'."""
     if task.name in per_level:
         return duration(per_level[task.name])
     if task.name in per_step:
-        return "~" + duration(per_step[task.name] * task.max_steps)
+        return "~" + duration(projected_level_seconds(task, *per_step[task.name]))
     return "not measured"
 
 

@@ -1,8 +1,8 @@
 """The GPU evidence queue: training commands in priority order, run until a time budget is spent.
 
 Every command resumes where an earlier allocation stopped (finished levels are on disk; a level cut
-off by the budget is trained again from its start next time), so the same queue over the same
-run directory continues the evidence from one short allocation to the next.
+off by the budget resumes from its last checkpoint, written every CHECKPOINT_MINUTES), so the same
+queue over the same run directory continues the evidence from one short allocation to the next.
 
     python benchmarks/gpu/evidence_queue.py --budget 420 --out runs/ [--compile default]
 
@@ -33,6 +33,7 @@ QUEUE: list[tuple[str, list[str]]] = [
      ["instability", "resnet20-cifar10", "--seed", "0", "--rewind-steps", "0,500,2000"]),
 ]
 GRACE_S = 60  # after SIGTERM: time for the command to stop cleanly before it is killed
+CHECKPOINT_MINUTES = "2"  # a level in progress is saved this often (training commands)
 
 
 def main() -> int:
@@ -50,6 +51,8 @@ def main() -> int:
             return 0
         argv = [sys.executable, "-m", "ticketbench", *command, "--out", str(args.out), "--wandb", "off",
                 "--no-progress", "--compile", args.compile]
+        if command[0] == "run":
+            argv += ["--checkpoint-every", CHECKPOINT_MINUTES]
         print(f"queue: {what}\n  {' '.join(argv[1:])}", flush=True)
         began = time.monotonic()
         process = subprocess.Popen(argv)

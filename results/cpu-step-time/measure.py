@@ -1,10 +1,15 @@
-"""Seconds per training step of each CIFAR-10 task on this machine's CPU.
+"""Seconds per training step and per validation of each CIFAR-10 task on this machine's CPU, and
+the time of a level projected from them.
 
-Times the body of the training loop exactly as a level runs it — the batch from the device-resident
-split (with augmentation where the task has it), forward, backward, the optimizer step and the
-fused mask multiplication — for a few steps after a warm-up, and projects one level.
+Times the work of a level as the suite does it: the training step (the batch from the
+device-resident split, with augmentation where the task has it, forward, backward, the fused
+optimizer step and the fused mask multiplication) for a few steps after a warm-up, and one
+validation pass over the 5,000 held-out images, both in float32 with the convolutional networks
+channels-last (the suite's arithmetic on a CPU). A level is ``max_steps`` steps, a validation
+every ``eval_every`` steps, and at its end the test set twice and the training set once (about
+13 validations' worth of images).
 
-    OMP_NUM_THREADS=1 TICKETBENCH_DATA=../shared/data python results/cpu-step-time/measure.py \
+    OMP_NUM_THREADS=1 TICKETBENCH_DATA=../shared/data python results/cpu-step-time/measure.py \\
         > results/cpu-step-time/README.md
 """
 
@@ -16,22 +21,26 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ticketbench.catalog import projected_level_seconds
 from ticketbench.config import load_task
-from ticketbench.data import BatchStream, load_arrays, make_split
+from ticketbench.data import BatchStream, load_arrays, task_split
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import full_masks
 from ticketbench.pruning.schedule import pruned_tensors
+from ticketbench.training.arithmetic import channels_last, wants_channels_last
 from ticketbench.training.module import build_optimizer
 
 TASKS = {"conv2-cifar10": 10, "conv4-cifar10": 10, "conv6-cifar10": 6, "resnet20-cifar10": 10}
 
 
-def seconds_per_step(task_name: str, steps: int, arrays: dict) -> float:
+def seconds_per_step_and_validation(task_name: str, steps: int, arrays: dict) -> tuple[float, float]:
     task = load_task(task_name)
-    augment = task.augment == "crop-flip"
-    split = make_split(arrays, task.dataset, task.normalize, task.val_size, 0, stratified=True, augment=augment)
-    rows = BatchStream(len(split.y_train), task.batch_size, 0, augment=augment).steps(0, steps + 2)
+    split = task_split(arrays, task, 0)
+    rows = BatchStream(len(split.y_train), task.batch_size, 0, augment=split.augments).steps(0, steps + 2)
     model = build_model(task.model, 0)
+    layout = wants_channels_last(model)
+    if layout:
+        model = model.to(memory_format=torch.channels_last)
     masks = full_masks(model, list(pruned_tensors(model, task.pruning)))
     params = [model.get_parameter(n) for n in masks]
     factors = [m.float() for m in masks.values()]
@@ -40,27 +49,35 @@ def seconds_per_step(task_name: str, steps: int, arrays: dict) -> float:
         if i == 2:
             began = time.perf_counter()
         x, y = split.train_batch(batch)
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(model(channels_last(x) if layout else x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         with torch.no_grad():
             torch._foreach_mul_(params, factors)
-    return (time.perf_counter() - began) / steps
+    per_step = (time.perf_counter() - began) / steps
+    model.eval()
+    began = time.perf_counter()
+    with torch.no_grad():
+        model(channels_last(split.x_val) if layout else split.x_val)
+    return per_step, time.perf_counter() - began
 
 
 def main() -> None:
     arrays = load_arrays("cifar10")
-    print("# Seconds per training step on CPU\n")
+    print("# Seconds per training step and per validation on CPU\n")
     print(f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}. Command: see the docstring of measure.py.\n")
-    print("| task | batch | steps timed | s / step | steps per level | projected hours per level |")
-    print("|---|---|---|---|---|---|")
+          f"torch {torch.__version__}; float32, convolutional networks channels-last. "
+          "Command: see the docstring of measure.py.\n")
+    print("| task | batch | steps timed | s / step | s / validation (5,000 images) | steps per level | "
+          "projected hours per level |")
+    print("|---|---|---|---|---|---|---|")
     for name, steps in TASKS.items():
         task = load_task(name)
-        per_step = seconds_per_step(name, steps, arrays)
-        print(f"| {name} | {task.batch_size} | {steps} | {per_step:.3f} | {task.max_steps} | "
-              f"{per_step * task.max_steps / 3600:.1f} |")
+        per_step, validation = seconds_per_step_and_validation(name, steps, arrays)
+        hours = projected_level_seconds(task, per_step, validation) / 3600
+        print(f"| {name} | {task.batch_size} | {steps} | {per_step:.3f} | {validation:.1f} | {task.max_steps} | "
+              f"{hours:.1f} |")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 import lightning as L
+import torch
 
 from ticketbench.callback import LotteryTicket
 from ticketbench.faults import fault_point
@@ -29,6 +30,18 @@ class ReplicaPoints:
     best_state: State | None = None
     best_test_acc: float | None = None  # the test accuracy of the early-stop weights, once measured
     diverged: bool = False
+
+
+def _like_parameters(optimizer: torch.optim.Optimizer) -> None:
+    """Lay out every per-entry state tensor as its parameter is laid out (a fused optimizer step
+    walks a parameter and its moments in memory order: a channels-last weight needs channels-last
+    moments)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param).copy_(value)
 
 
 class ReplicaTickets(LotteryTicket):
@@ -59,7 +72,9 @@ class ReplicaTickets(LotteryTicket):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.initial_optimizer_states is not None:
-            trainer.optimizers[0].load_state_dict(self.model.stack_optimizer_state(self.initial_optimizer_states))
+            optimizer = trainer.optimizers[0]
+            optimizer.load_state_dict(self.model.stack_optimizer_state(self.initial_optimizer_states))
+            _like_parameters(optimizer)
         super().on_train_start(trainer, pl_module)
 
     def _capture(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

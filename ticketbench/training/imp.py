@@ -181,7 +181,8 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
                              level, label,
                              (loggers[0] if len(group) == 1 else ReplicaLogger(loggers)) if loggers else None,
                              resume,
-                             Checkpointing(paths, checkpoint_every) if checkpoint_every else None)
+                             Checkpointing(paths, [s.masks for s in starts], checkpoint_every) if checkpoint_every
+                             else None)
             results = train_level(plan)
             lines = []
             for k, (i, start, result) in enumerate(zip(group, starts, results, strict=True)):

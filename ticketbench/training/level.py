@@ -136,18 +136,25 @@ def _test_early_stop(module: Classifier, points: list[ReplicaPoints]) -> None:
     model.load_states(current)
 
 
+def _earlier(plan: LevelPlan) -> tuple[float, list[int]]:
+    """The seconds a resumed level spent before, and the steps it resumed from (0 and none when it
+    was not resumed)."""
+    resume = plan.resume
+    return (resume[0].seconds, [*resume[0].resumed_from, resume[0].step]) if resume else (0.0, [])
+
+
 def _checkpoints(plan: LevelPlan, module: Classifier, callback: ReplicaTickets, began: float) -> list[LevelCheckpoint]:
     """The level's checkpoints now, one per replica (at a validation boundary)."""
-    model, resume = plan.model, plan.resume
+    model = plan.model
     _test_early_stop(module, callback.points)
     optimizer = model.split_optimizer_state(module.optimizers(use_pl_optimizer=False).state_dict())
-    before = resume[0].seconds if resume else 0.0
-    resumed_from = [*resume[0].resumed_from, resume[0].step] if resume else []
+    before, resumed_from = _earlier(plan)
     later = plan.task.rewind_step > plan.start_step  # θ_k taken after the start: the checkpoint keeps it
+    parameters = [name for name, _ in model.net.named_parameters()]
     return [LevelCheckpoint(plan.level, plan.start_step, callback.step, before + time.perf_counter() - began,
-                            state_digest(plan.masks[k]), model.state(k), optimizer[k], p.best_step, p.best_val_loss,
-                            p.best_val_acc, p.best_test_acc, p.diverged, p.rewind_state if later else None,
-                            p.rewind_optimizer_state, resumed_from)
+                            state_digest(plan.masks[k]), parameters, model.state(k), optimizer[k], p.best_step,
+                            p.best_val_loss, p.best_val_acc, p.best_test_acc, p.diverged,
+                            p.rewind_state if later else None, p.rewind_optimizer_state, resumed_from)
             for k, p in enumerate(callback.points)]
 
 
@@ -163,9 +170,8 @@ def train_level(plan: LevelPlan) -> list[LevelResult]:
     test_final = module.test_accuracy()
     train_final = module.train_accuracy()
     _test_early_stop(module, callback.points)
-    resume = plan.resume
-    seconds = time.perf_counter() - began + (resume[0].seconds if resume else 0.0)
-    resumed_from = [*resume[0].resumed_from, resume[0].step] if resume else []
+    before, resumed_from = _earlier(plan)
+    seconds = before + time.perf_counter() - began
     return [LevelResult(
         early_stop_step=p.best_step, val_loss_at_early_stop=p.best_val_loss, val_acc_at_early_stop=p.best_val_acc,
         test_acc_at_early_stop=math.nan if p.best_test_acc is None else p.best_test_acc,
