@@ -8,6 +8,9 @@ weight made the fused Adam step update the wrong entries (a different level 2 ma
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,20 @@ def test_a_checkpoint_keeps_only_the_kept_entries_of_pruned_tensors(fake_data_di
     moments = saved["optimizer_state"]["state"][saved["parameters"].index("fc1.weight")]
     assert moments["exp_avg"].shape == moments["exp_avg_sq"].shape == (kept["fc1.weight"],)
     assert saved["state"]["fc1.bias"].shape == (300,)  # biases are not pruned: whole
+
+
+def test_sigusr1_asks_for_a_checkpoint_at_the_next_validation(fake_data_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def point(name: str) -> None:  # at level 1: SIGUSR1 after the validation of step 20, a full disk at step 30
+        if name == "level 1 step 20":
+            os.kill(os.getpid(), signal.SIGUSR1)
+        if name == "level 1 step 30":
+            raise OSError(errno.ENOSPC, "injected")
+
+    monkeypatch.setattr("ticketbench.training.callback.fault_point", point)
+    argv = ["run", "lenet300-mnist", *TINY, *LEVELS, "--checkpoint-every", "600"]  # never due by the clock
+    assert _run(tmp_path, fake_data_dir, *argv, monkeypatch=monkeypatch) != 0
+    (run,) = _runs(tmp_path)
+    assert not run.progress_path(0).is_file() and run.has_level(0)
+    assert torch.load(run.progress_path(1), weights_only=True)["step"] == 20
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # the level's handler is gone with it

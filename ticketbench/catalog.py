@@ -6,15 +6,17 @@ from __future__ import annotations
 from ticketbench.config import TaskConfig
 
 # Measured on the 2-core development CPU with one torch thread. Seconds per full level: the median
-# of the committed evidence levels (results/<task>/*/levels). Seconds per step (results/cpu-step-time)
-# for the tasks too slow to run here: their level time is projected from the task's step count.
+# of the committed evidence levels (results/<task>/*/levels). Seconds per step and per validation
+# (results/cpu-step-time; float32, conv networks channels-last) for the tasks whose levels take
+# hours here: their level time is projected from the task's steps and validations.
 CPU_LEVEL_SECONDS: dict[str, float] = {"lenet300-mnist": 320, "mnist1d-mlp": 29.5}
-CPU_STEP_SECONDS: dict[str, float] = {"conv2-cifar10": 0.329, "conv4-cifar10": 0.495, "conv6-cifar10": 0.752,
-                                      "resnet20-cifar10": 0.927, "resnet20-cifar10-rewind0": 0.927,
-                                      # the same network and data as lenet300-mnist (50K steps a level)
-                                      "lenet300-mnist-lmc": CPU_LEVEL_SECONDS["lenet300-mnist"] / 50_000}
+CPU_STEP_SECONDS: dict[str, tuple[float, float]] = {  # (a training step, a validation of 5,000 images)
+    "conv2-cifar10": (0.193, 6.6), "conv4-cifar10": (0.336, 16.6), "conv6-cifar10": (0.538, 18.4),
+    "resnet20-cifar10": (0.573, 13.3), "resnet20-cifar10-rewind0": (0.573, 13.3),
+    # the same network and data as lenet300-mnist (50K steps a level, validations included)
+    "lenet300-mnist-lmc": (CPU_LEVEL_SECONDS["lenet300-mnist"] / 50_000, 0.0)}
 GPU_LEVEL_SECONDS: dict[str, float] = {}
-GPU_STEP_SECONDS: dict[str, float] = {}
+GPU_STEP_SECONDS: dict[str, tuple[float, float]] = {}
 
 
 def duration(seconds: float) -> str:

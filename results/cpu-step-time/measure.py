@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import platform
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -63,10 +64,21 @@ def seconds_per_step_and_validation(task_name: str, steps: int, arrays: dict) ->
     return per_step, time.perf_counter() - began
 
 
+def cpu_name() -> str:
+    """The CPU's model name, and whether it has bfloat16 instructions (Linux; else the architecture)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.machine())
+    return f"{name} ({'with' if 'avx512_bf16' in info else 'without'} AVX-512 bf16 instructions)"
+
+
 def main() -> None:
     arrays = load_arrays("cifar10")
     print("# Seconds per training step and per validation on CPU\n")
-    print(f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+    print(f"Machine: {cpu_name()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}; float32, convolutional networks channels-last. "
           "Command: see the docstring of measure.py.\n")
     print("| task | batch | steps timed | s / step | s / validation (5,000 images) | steps per level | "

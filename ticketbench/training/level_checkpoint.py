@@ -127,7 +127,7 @@ class Checkpointing:
 class SaveLevel(L.Callback):
     """Writes the level's checkpoints when due (after the callback that tracks the early stop)."""
 
-    def __init__(self, checkpointing: Checkpointing, write: Any) -> None:
+    def __init__(self, checkpointing: Checkpointing, write: Callable[[], list[LevelCheckpoint]]) -> None:
         self.checkpointing, self.write = checkpointing, write
         self.last = time.monotonic()
         self.asked = False
@@ -141,6 +141,9 @@ class SaveLevel(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         signal.signal(signal.SIGUSR1, self._previous or signal.SIG_DFL)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, pl_module)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.asked or time.monotonic() - self.last >= self.checkpointing.every:
