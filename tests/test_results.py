@@ -14,6 +14,7 @@ from ticketbench.report import level_table
 from ticketbench.run_schema import ANALYSIS_ARMS
 from ticketbench.runs import RunDir, StabilityDir
 from ticketbench.scoring import load_run_set
+from ticketbench.training.level_checkpoint import LevelCheckpoint
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 # results/<task>/<run>, and results/<variant>/<task>/<run> for a variant of a task's configuration
@@ -39,6 +40,10 @@ def test_records_match_their_masks(path: Path) -> None:
         first = meta.get("first_level", levels[0] if levels else 0)
         assert levels == list(range(first, first + len(levels))), "levels are contiguous from the first"
         assert in_progress in ([], [first + len(levels)]), "the level in progress is the next one"
+    config = meta["config"]
+    for level in in_progress:  # resumable: it loads against the level's mask, within the level's steps
+        start = 0 if level == 0 else config["rewind_step"]
+        LevelCheckpoint.load(run.progress_path(level), level, start, config["max_steps"], run.load_masks(level))
     for rec in records:
         assert (rec["task"], rec["seed"], rec["arm"]) == (meta["task"], meta["seed"], meta["arm"])
         masks = load_masks(run.mask_path(rec["level"]))
