@@ -77,6 +77,13 @@ def test_claims_beyond_the_levels_of_a_run_in_progress_are_not_run(tmp_path: Pat
         assert results["pm21-fastest"].verdict != NOT_RUN and "level 6" in results["pm21-fastest"].where
 
 
+def test_a_run_with_no_finished_level_yet_leaves_every_claim_pending(tmp_path: Path) -> None:
+    write_run(tmp_path, 0, "imp", [], levels=17)
+    results = _results(tmp_path / "lenet300-mnist")
+    assert results["dense-accuracy"].verdict == NOT_RUN and results["dense-accuracy"].pending
+    assert "no level finished yet" in results["dense-accuracy"].note
+
+
 def test_good_runs_pass_every_measurable_claim(tmp_path) -> None:
     results = _results(_good_runs(tmp_path))
     measured = {k: r.verdict for k, r in results.items() if r.verdict != NOT_RUN}

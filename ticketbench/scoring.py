@@ -24,7 +24,7 @@ class RunSet:
     holds the instability analyses' records the same way, under the arms ``instability@k<K>``,
     ``instability-<control>@k<K>`` and ``instability-same-noise@k<K>`` (see :func:`path_arm`).
     ``reached`` holds, for the arms still in progress (fewer levels finished than asked), the P_m
-    of their last finished level: claims below it are not answered yet."""
+    of their last finished level (infinite before the first): claims below it are not answered yet."""
 
     task: str
     fingerprint: str
@@ -101,7 +101,7 @@ def load_run_set(paths: list[Path]) -> RunSet:
             run_set.seeds.setdefault(meta["seed"], {})[meta["arm"]] = {r["level"]: r for r in records}
             asked = levels_asked(meta)
             if asked is not None and len(records) < asked and not any(r["diverged"] for r in records):
-                last = records[-1]["weights_remaining_percent"] if records else 100.0
+                last = records[-1]["weights_remaining_percent"] if records else math.inf  # inf: none finished
                 run_set.reached.setdefault(meta["seed"], {})[meta["arm"]] = last
     return run_set
 
@@ -217,8 +217,10 @@ def measure(metric: Metric, arms: dict[str, Records], reached: dict[str, float] 
         raise Unmeasurable(f"arm {metric.arm!r} was not run")
     for arm in (metric.arm, metric.other):
         needed = metric.p_m if metric.p_m is not None else metric.p_m_range[0]
-        if arm in (reached or {}) and round(needed, 1) < round(reached[arm], 1):
-            raise NotReached(f"arm {arm!r} is in progress: its finished levels reach P_m {reached[arm]:.1f}% so far")
+        if arm in (reached or {}) and (reached[arm] == math.inf or round(needed, 1) < round(reached[arm], 1)):
+            so_far = "no level finished yet" if reached[arm] == math.inf else \
+                f"its finished levels reach P_m {reached[arm]:.1f}% so far"
+            raise NotReached(f"arm {arm!r} is in progress: {so_far}")
     levels = _levels(arms[metric.arm], metric)
     at = _per_level(metric, arms)
     values = [at(rec) for rec in levels]
