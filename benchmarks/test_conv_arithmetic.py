@@ -47,7 +47,7 @@ def _setup(task_name: str, arrays: dict) -> tuple:
     split = task_split(arrays, task, 0)
     model = build_model(task.model, 0)
     masks = full_masks(model, list(pruned_tensors(model, task.pruning)))
-    return task, split, model, masks, BatchStream(len(split.y_train), task.batch_size, 0).steps(0, CONV_STEPS)
+    return task, split, masks, BatchStream(len(split.y_train), task.batch_size, 0).steps(0, CONV_STEPS)
 
 
 @torch.no_grad()
@@ -98,7 +98,7 @@ def bare_loop(task: TaskConfig, split: DeviceSplit, masks: dict, arithmetic: str
 @pytest.mark.parametrize("arithmetic", ARITHMETIC)
 @rounds
 def test_conv_step(measure, cifar, task_name, arithmetic) -> None:
-    task, split, _, masks, rows = _setup(task_name, cifar)
+    task, split, masks, rows = _setup(task_name, cifar)
     accuracy = measure(f"conv-{task_name}-{arithmetic}", lambda run: run(rows),
                        lambda: (bare_loop(task, split, masks, arithmetic, STEP_VALIDATION),))
     assert accuracy > CHANCE
@@ -108,7 +108,7 @@ def test_conv_step(measure, cifar, task_name, arithmetic) -> None:
 @rounds
 def test_conv_level(measure, cifar, loop) -> None:
     """Conv-2: the suite's level (Lightning, masks, one validation) vs the bare loop, both float32 channels-last."""
-    task, split, _, masks, rows = _setup("conv2-cifar10", cifar)
+    task, split, masks, rows = _setup("conv2-cifar10", cifar)
     if loop == "bare":
         accuracy = measure("convlevel-bare", lambda run: run(rows),
                            lambda: (bare_loop(task, split, masks, "fp32-channels-last", len(split.y_val)),))

@@ -104,6 +104,7 @@ def record(task: TaskConfig, seed: int, arm: str, level: int, masks: Masks, resu
         "start_step": result.start_step, "steps": result.steps,
         "seconds": round(result.seconds, 2), "diverged": result.diverged,
         **record_fields(task.precision, task.compile, default_device(), result.channels_last),
+        **({"resumed_from_steps": result.resumed_from} if result.resumed_from else {}),
     }
 
 
@@ -129,10 +130,10 @@ class Arm:
         self.todo = [level for level in self.levels if not self.run.has_level(level)]
 
 
-def resume_points(arms: list[Arm], level: int, starts: list[Start], stop: int,
+def resume_points(paths: list[Path], level: int, starts: list[Start], stop: int,
                   echo: Callable[[str], None]) -> list[LevelCheckpoint] | None:
-    """The checkpoints of ``level`` stopped midway, one per arm, when every arm has one at the same step."""
-    paths = [arm.run.progress_path(level) for arm in arms]
+    """The checkpoints ``paths`` of ``level`` stopped midway, one per arm, when every arm has one at
+    the same step."""
     if not all(path.is_file() for path in paths):
         return None
     found = [LevelCheckpoint.load(path, level, start.step, stop, start.masks) for path, start in zip(paths, starts,
@@ -166,7 +167,8 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
             level = min(p[0] for p in pending if p)
             group = [i for i, p in enumerate(pending) if p and p[0] == level]
             starts = [arms[i].begin(level, splits[arms[i].seed]) for i in group]
-            resume = resume_points([arms[i] for i in group], level, starts, task.max_steps, echo)  # checked first
+            paths = [arms[i].run.progress_path(level) for i in group]
+            resume = resume_points(paths, level, starts, task.max_steps, echo)  # checked before anything is written
             for i, start in zip(group, starts, strict=True):
                 arms[i].run.save_masks(level, start.masks)
             model = Replicas([start.model.to(device) for start in starts])
@@ -174,7 +176,6 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
             who = f"{first.name} seed {first.seed}" if len(group) == 1 else f"{len(group)} replicas"
             label = f"[{who}] level {level}/{task.levels - 1}" if progress else None
             loggers = [trackers[i].logger for i in group if trackers[i]]
-            paths = [arms[i].run.progress_path(level) for i in group]
             plan = LevelPlan(task, model, [s.masks for s in starts], ReplicaData([splits[arms[i].seed] for i in group]),
                              [streams[arms[i].seed] for i in group], starts[0].step, level == 0,
                              None if starts[0].optimizer_state is None else [s.optimizer_state for s in starts],
@@ -195,8 +196,7 @@ def train_arms(task: TaskConfig, arms: list[Arm], arrays: dict[str, np.ndarray],
                 if not result.diverged:  # a diverged arm stops: nothing to prune from non-finite weights
                     arm.after(level, start, result)
                 together = {"replicas": len(group)} if len(group) > 1 else {}
-                resumed = {"resumed_from_steps": result.resumed_from} if result.resumed_from else {}
-                rec = record(task, arm.seed, arm.name, level, start.masks, result) | start.about | together | resumed
+                rec = record(task, arm.seed, arm.name, level, start.masks, result) | start.about | together
                 arm.run.ask_levels(task.levels, arm.levels if arm.levels != list(range(arm.levels[0], task.levels))
                                    else None)
                 arm.run.save_record(rec)
