@@ -65,6 +65,8 @@ TASK_CASES = {
     "a dict where a number goes": (["--set", "max_steps={a: 1}"], "max_steps: expected int, got {'a': 1}"),
     "a sub-key of a number": (["--set", "max_steps.x=1"], "'max_steps' has no sub-key 'x'"),
     "a task name that is a path": (["--set", "name=../../x"], "name='../../x' cannot name a directory of results"),
+    "another built-in task's name": (["--set", "name=lenet300-mnist"], "mnist1d-mlp: name='lenet300-mnist' is the "
+                                     "built-in task of lenet300 on mnist, whose runs are filed and judged under that"),
     # settings the task would ignore, while they change the run directories' fingerprint
     "standardising float features": (["--set", "normalize=meanstd"], "normalize=meanstd would have no effect"),
     "augmenting MNIST-1D": (["--set", "augment=crop-flip"], "augment=crop-flip would have no effect: crops and "
@@ -402,6 +404,29 @@ def test_a_broken_plugin_is_listed_and_the_others_still_work(plugins: dict[str, 
     assert not list(tmp_path.glob("mnist1d-mlp/*/masks/level_01.npz")), "no mask from a refused answer"
     assert ticketbench(*RUN, "--levels", "2", "--method", "magnitude-init", "--densities", "50",
                        "--out", str(tmp_path), env=plugins).returncode == 0
+
+
+def test_a_plugin_cannot_take_a_built_in_methods_name(tmp_path: Path) -> None:
+    """One plug-in declares the entry point ``snip``, another registers ``snip`` with @method: the
+    first is refused, the second is broken, and ``snip`` stays the built-in SNIP."""
+    site = tmp_path / "site"
+    info = site / "impostors-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: impostors\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[ticketbench.methods]\nsnip = impostor:scores\n"
+                                           "decorated = impostor_decorated\n")
+    (site / "impostor.py").write_text("def scores(request):\n    raise AssertionError('never called')\n")
+    (site / "impostor_decorated.py").write_text(
+        "from ticketbench.pruning.methods import method\n\n@method('snip')\ndef scores(request):\n"
+        "    raise AssertionError('never called')\n")
+    listed = ticketbench("methods", env={"PYTHONPATH": str(site)})
+    assert listed.returncode == 0, listed.stderr
+    snip = [line.split(maxsplit=1)[1] for line in listed.stdout.splitlines() if line.startswith("snip ")]
+    assert snip[0].endswith("ticketbench_baselines.snip")
+    assert snip[1] == "REFUSED: entry point impostor:scores declares the name of a built-in method; rename the plug-in"
+    (decorated,) = [line for line in listed.stdout.splitlines() if line.startswith("decorated ")]
+    assert "BROKEN: entry point impostor_decorated fails to import (ValueError: method 'snip' is registered " \
+           "already (by ticketbench_baselines.snip)" in decorated
 
 
 def test_a_closed_pipe_ends_the_command_quietly() -> None:

@@ -173,3 +173,17 @@ def test_two_ddp_ranks_train_the_same_ticket_as_one_process(ddp_fits: dict[str, 
     assert all(torch.allclose(single["final"][n], ddp["final"][n], atol=1e-5, rtol=0) for n in single["final"])
     for name in single["next"]:
         assert (single["next"][name] != ddp["next"][name]).float().mean() <= 1e-3
+
+
+def test_a_rewind_step_beyond_an_epoch_bounded_fit_is_refused_before_any_step() -> None:
+    module = _module()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    steps = 2 * len(_data())  # two epochs of the loader
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        callbacks=[LotteryTicket(PRUNED, rewind_step=steps + 1)])
+    with pytest.raises(ConfigError, match=rf"rewind_step {steps + 1} lies beyond the last step of this fit "
+                                          rf"\({steps} = start_step 0 \+ {steps} optimizer steps\)"):
+        trainer.fit(module, _data())
+    assert trainer.global_step == 0
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in before.items()), "no step may have been taken"

@@ -18,10 +18,10 @@ from ticketbench.config import load_task, override
 from ticketbench.data import BatchStream, load_arrays, make_split
 from ticketbench.data.store import CIFAR10, Source
 from ticketbench.data.tensors import PAD, crop_flip
+from ticketbench.engine.suite_runner import run_imp, suite_arm
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import full_masks
 from ticketbench.pruning.schedule import next_masks, pruned_tensors
-from ticketbench.training.imp import run_imp, starting_point
 
 
 def _weights(model: torch.nn.Module, role: str | None = None) -> int:
@@ -82,7 +82,7 @@ def test_late_rewind_restores_weights_and_batchnorm_buffers(fake_cifar_dir, tmp_
     theta_k = run.load_rewind()
     assert int(theta_k["bn.num_batches_tracked"]) == 3, "θ_k is taken after exactly k steps"
     assert not torch.equal(theta_k["bn.running_mean"], torch.zeros(16))
-    start = starting_point(task, 0, "none", 1, run, run)
+    start = suite_arm(task, 0, "none", tmp_path).start(1, None)
     state = start.model.state_dict()
     for name, value in theta_k.items():
         if name in start.masks:
@@ -114,8 +114,8 @@ def test_optimizer_state_is_rewound_when_asked(fake_cifar_dir, tmp_path) -> None
     run = run_imp(task, 0, out=tmp_path, data_dir=str(fake_cifar_dir), echo=lambda _: None)
     state = run.load_rewind_optimizer()
     assert len(state["state"]) > 0 and "momentum_buffer" in state["state"][0]
-    assert starting_point(task, 0, "none", 1, run, run).optimizer_state is not None
-    assert starting_point(task, 0, "reinit", 1, run, run).optimizer_state is None
+    assert suite_arm(task, 0, "none", tmp_path).start(1, None).optimizer_state is not None
+    assert suite_arm(task, 0, "reinit", tmp_path).start(1, None).optimizer_state is None
 
 
 def test_stratified_split_is_balanced_and_random(fake_cifar_dir) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from ticketbench.config import ConfigError, load_task, override, task_names
+from ticketbench.task_check import check_task
 
 
 def test_packaged_task_loads_with_the_frankle_carbin_protocol() -> None:
@@ -46,3 +50,11 @@ def test_override_is_validated_and_fingerprint_tracks_training_settings() -> Non
     assert override(task, levels=3).fingerprint() == task.fingerprint()
     assert override(task, max_steps=100).fingerprint() != task.fingerprint()
     assert override(task, levels=None) == task
+
+
+def test_a_task_file_may_borrow_a_built_in_name_only_for_its_model_and_dataset(tmp_path: Path) -> None:
+    variant = override(load_task("lenet300-mnist"), max_steps=100)  # the protocol with another setting
+    check_task(variant, str(tmp_path / "short-lenet.yaml"))
+    impostor = dataclasses.replace(load_task("mnist1d-mlp"), name="lenet300-mnist")
+    with pytest.raises(ConfigError, match="name='lenet300-mnist' is the built-in task of lenet300 on mnist"):
+        check_task(impostor, str(tmp_path / "mine.yaml"))

@@ -11,11 +11,11 @@ import torch
 from ticketbench.config import OptimizerConfig, TaskConfig, override
 from ticketbench.data import BatchStream, DeviceSplit, load_arrays, make_split
 from ticketbench.data.tensors import ReplicaData
+from ticketbench.engine.suite_runner import run_imp, suite_arm
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import Masks, full_masks
 from ticketbench.pruning.select import random_masks
 from ticketbench.runs import RunDir, RunError
-from ticketbench.training.imp import run_imp, starting_point
 from ticketbench.training.level import LevelPlan, train_level
 from ticketbench.training.replicas import Replicas
 
@@ -36,7 +36,7 @@ def test_rewind_restores_theta_k_on_kept_and_zero_on_pruned(tiny_task, fake_data
     run = _run(tiny_task, tmp_path, fake_data_dir)
     theta_0 = build_model("lenet300", 0).state_dict()
     assert all(torch.equal(theta_0[k], v) for k, v in run.load_rewind().items())
-    start = starting_point(tiny_task, 0, "none", 2, run, run)
+    start = suite_arm(tiny_task, 0, "none", tmp_path).start(2, None)
     model, masks = start.model, start.masks
     assert start.step == 0 and start.optimizer_state is None
     for name, mask in masks.items():
@@ -112,12 +112,12 @@ def test_controls_use_the_winning_ticket_masks(tiny_task, fake_data_dir, tmp_pat
     theta = imp.load_rewind()
     for level in (1, 2):
         ticket = imp.load_masks(level)
-        start = starting_point(tiny_task, 0, "reinit", level, reinit, imp)
+        start = suite_arm(tiny_task, 0, "reinit", tmp_path).start(level, None)
         model, masks = start.model, start.masks
         for n, m in masks.items():
             assert torch.equal(m, ticket[n])
             assert (model.get_parameter(n)[m] != theta[n][m]).all(), "reinit kept an original value"
-        start = starting_point(tiny_task, 0, "random-prune", level, rand, imp)
+        start = suite_arm(tiny_task, 0, "random-prune", tmp_path).start(level, None)
         model, masks = start.model, start.masks
         for n, m in masks.items():
             assert int(m.sum()) == int(ticket[n].sum()) and not torch.equal(m, ticket[n])

@@ -18,12 +18,12 @@ from wandb_records import read_offline_run
 
 from ticketbench.config import load_task, override
 from ticketbench.data import load_arrays, make_split
+from ticketbench.engine.instability import Analysis, Point, point_line
 from ticketbench.interpolation import PathErrors, alphas, interpolate, path_errors, recompute_batchnorm
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import load_masks
 from ticketbench.runs import RunDir, StabilityDir
 from ticketbench.scoring import Diverged, _quantity
-from ticketbench.training.stability import Analysis, Point, point_line
 
 FOUR = [*TINY, "--levels", "4"]  # 40 steps per level, 4 levels: level 3 keeps ~51% of the hidden weights
 

@@ -8,10 +8,10 @@ import pytest
 from test_cli import TINY, ticketbench
 
 from ticketbench.config import TaskConfig
+from ticketbench.engine.method_arm import run_method
+from ticketbench.engine.suite_runner import run_imp
 from ticketbench.pruning.masks import load_masks
 from ticketbench.pruning.methods import method_names
-from ticketbench.training.imp import run_imp
-from ticketbench.training.method_run import run_method
 
 
 def _counts(path: Path) -> dict[str, int]:

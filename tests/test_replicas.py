@@ -44,10 +44,10 @@ from ticketbench.config import OptimizerConfig, TaskConfig, load_task, override
 from ticketbench.controls import CONTROLS
 from ticketbench.data import BatchStream, load_arrays, make_split
 from ticketbench.data.tensors import ReplicaData
+from ticketbench.engine.suite_runner import run_imp, suite_arm, train_suite
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import Masks, full_masks, load_masks
 from ticketbench.runs import RunDir
-from ticketbench.training.imp import imp_arm, run_arms, run_imp
 from ticketbench.training.level import LevelPlan, LevelResult, train_level
 from ticketbench.training.replicas import Replicas
 
@@ -100,9 +100,9 @@ def test_replicas_do_not_interact(tiny_task, fake_data_dir) -> None:
 
 def test_imp_and_controls_of_two_seeds_train_together_like_separate_runs(tiny_task, fake_data_dir, tmp_path) -> None:
     task = override(tiny_task, max_steps=200, eval_every=50, levels=2)
-    arms = [imp_arm(task, seed, control, tmp_path / "together", ticket_alongside=True)
+    arms = [suite_arm(task, seed, control, tmp_path / "together", ticket_alongside=True)
             for seed in (0, 1) for control in ("none", "reinit", "random-prune")]
-    run_arms(task, arms, str(fake_data_dir), echo=quiet)
+    train_suite(task, arms, str(fake_data_dir), echo=quiet)
     for seed in (0, 1):
         for control in ("none", "reinit", "random-prune"):
             alone = run_imp(task, seed, control, tmp_path / "alone", str(fake_data_dir), echo=quiet)

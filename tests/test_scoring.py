@@ -167,6 +167,16 @@ claims:
     ("kind: value", "kind: arm_delta", "claim c1: field 'metric.other' (the compared arm) is required"),
     ("p_m: 50", "p_m: 150", "claim c1: field 'metric.p_m' must be a percentage"),
     ("tolerance: 0.1", "tolerance: -1", "claim c1: field 'tolerance' must be >= 0"),
+    ("paper: 1\n    tolerance: 0.1", "paper: 1.0e+308\n    tolerance: 1.0e+308",
+     "claim c1: field 'paper' is 1e+308, outside what its metric (value of test_acc_at_early_stop) can take, [0, 100]"),
+    ("tolerance: 0.1", "tolerance: 1", "claim c1: with tolerance 1 the claim accepts every value its metric can take "
+                                       "([0, 100]), so it cannot fail"),
+    ("kind: value, p_m: 50}\n    comparator: \">=\"\n    paper: 1", "kind: speedup_vs_dense, p_m: 50}\n    "
+     "comparator: \">=\"\n    paper: -1", "field 'paper' is -1, outside what its metric (speedup_vs_dense of "
+     "early_stop_step) can take, [0, inf]"),
+    ("kind: value, p_m: 50}\n    comparator: \">=\"\n    paper: 1", "kind: delta_to_dense, p_m: 50}\n    "
+     "comparator: \"<=\"\n    paper: 150", "field 'paper' is 150, outside what its metric (delta_to_dense of "
+     "test_acc_at_early_stop) can take, [-100, 100]"),
 ])
 def test_schema_errors_name_file_claim_and_field(old: str, new: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:

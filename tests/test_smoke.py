@@ -5,7 +5,7 @@ from __future__ import annotations
 from test_cli import ticketbench
 
 from ticketbench.config import load_task, override
-from ticketbench.training.imp import run_imp
+from ticketbench.engine.suite_runner import run_imp
 
 
 def test_conv2_on_real_cifar10_learns(real_cifar_dir, tmp_path) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["LotteryExperiment", "LotteryTicket"]
+__all__ = ["LotteryExperiment", "LotteryTicket", "magnitude_masks"]
 
 
 def __getattr__(name: str) -> Any:
-    """The public classes, imported on first use (Lightning is not loaded by the command line's start)."""
+    """The public names, imported on first use (Lightning is not loaded by the command line's start)."""
     if name == "LotteryTicket":
         from ticketbench.callback import LotteryTicket
 
@@ -18,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from ticketbench.lottery import LotteryExperiment
 
         return LotteryExperiment
+    if name == "magnitude_masks":
+        from ticketbench.pruning.magnitude import magnitude_masks
+
+        return magnitude_masks
     raise AttributeError(f"module 'ticketbench' has no attribute {name!r}")

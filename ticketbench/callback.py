@@ -47,6 +47,15 @@ def _shared_state(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str,
     return trainer.strategy.broadcast(_cpu_copy(pl_module.state_dict()), src=0)
 
 
+def _steps_of_fit(trainer: L.Trainer, pl_module: L.LightningModule) -> float:
+    """The optimizer steps a fit takes at most (inf: not known before it runs). Under automatic
+    optimization Lightning knows them from max_steps, or the epochs, the loader's length and
+    gradient accumulation; a module that steps its optimizers itself may take several a batch."""
+    if pl_module.automatic_optimization:
+        return trainer.estimated_stepping_batches
+    return trainer.max_steps if trainer.max_steps > 0 else math.inf
+
+
 class LotteryTicket(L.Callback):
     """Masks, rewind point and early-stop weights for one fit of a LightningModule.
 
@@ -56,7 +65,14 @@ class LotteryTicket(L.Callback):
         masks: the masks to train under (bool tensors by name, True = kept); all-True when omitted.
         rewind_step: capture θ_k after this many optimizer steps of the fit (0: at its start);
             None: no capture.
-        rewind_optimizer: capture the optimizer state at step k too.
+        rewind_optimizer: capture the state of every optimizer and learning-rate scheduler at step k
+            too (``rewind_optimizer_state``, ``rewind_scheduler_state``; the schedulers after their
+            step k, as the next step sees them).
+        optimizer_state, scheduler_state: states to load into the fit's optimizers and schedulers
+            (in ``configure_optimizers`` order) before its first step, e.g. those captured at step k
+            by level 0, so that a rewound level continues momentum, Adam moments and step counts
+            and the schedule from k; not loaded when the fit resumes from a Lightning checkpoint,
+            which holds its own.
         start_step: the absolute step this fit starts from (a rewound level starts at k); the step
             count and the capture are absolute.
         monitor, mode: the metric in ``trainer.callback_metrics`` whose best value (``min`` or
@@ -65,7 +81,8 @@ class LotteryTicket(L.Callback):
 
     def __init__(self, prune: Iterable[str] | Callable[[str, nn.Parameter], bool], *,
                  masks: Masks | None = None, rewind_step: int | None = None, rewind_optimizer: bool = False,
-                 start_step: int = 0, monitor: str | None = None, mode: str = "min") -> None:
+                 start_step: int = 0, monitor: str | None = None, mode: str = "min",
+                 optimizer_state: list[dict] | None = None, scheduler_state: list[dict] | None = None) -> None:
         if mode not in ("min", "max"):
             raise ConfigError(f"LotteryTicket: mode must be 'min' or 'max', got {mode!r}")
         if rewind_step is not None and rewind_step < start_step:
@@ -77,6 +94,9 @@ class LotteryTicket(L.Callback):
         self.step = start_step
         self.rewind_state: State | None = None
         self.rewind_optimizer_state: list[dict] | None = None
+        self.rewind_scheduler_state: list[dict] | None = None
+        self.optimizer_state, self.scheduler_state = optimizer_state, scheduler_state
+        self._schedulers_due = False  # the optimizers' and schedulers' states at k wait for the batch's end
         self.best_step: int | None = None
         self.best_value = math.inf if mode == "min" else -math.inf
         self.best_state: State | None = None
@@ -116,17 +136,32 @@ class LotteryTicket(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._module, self._trainer = pl_module, trainer
         self.masks = trainer.strategy.broadcast(_cpu_copy(self.masks), src=0)  # under DDP: rank 0's on every rank
-        last = self.start_step + trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-        if self.rewind_step is not None and last is not None and self.rewind_step > last:
+        steps = _steps_of_fit(trainer, pl_module)
+        if self.rewind_step is not None and math.isfinite(steps) and self.rewind_step > self.start_step + steps:
             raise ConfigError(f"LotteryTicket: rewind_step {self.rewind_step} lies beyond the last step of this fit "
-                              f"({last} = start_step {self.start_step} + max_steps {trainer.max_steps})")
+                              f"({self.start_step + int(steps)} = start_step {self.start_step} + {int(steps)} "
+                              "optimizer steps)")
         self._params = [pl_module.get_parameter(n) for n in self.masks]
         self._factors = [m.to(device=p.device, dtype=p.dtype) for m, p in zip(self.masks.values(), self._params,
                                                                              strict=True)]
+        if trainer.ckpt_path is None:
+            self._load_optimizer_states(trainer)
         self._enforce()
         self._handles = [opt.register_step_post_hook(self._after_step) for opt in trainer.optimizers]
         if self.rewind_step == self.step and not self.captured:
             self._capture(trainer, pl_module)
+
+    def _load_optimizer_states(self, trainer: L.Trainer) -> None:
+        schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
+        for what, given, targets in (("optimizer", self.optimizer_state, trainer.optimizers),
+                                     ("scheduler", self.scheduler_state, schedulers)):
+            if given is None:
+                continue
+            if len(given) != len(targets):
+                raise ConfigError(f"LotteryTicket: {what}_state holds {len(given)} state(s), the fit has "
+                                  f"{len(targets)} {what}(s)")
+            for target, state in zip(targets, given, strict=True):
+                target.load_state_dict(deepcopy(state))
 
     @property
     def captured(self) -> bool:
@@ -157,11 +192,26 @@ class LotteryTicket(L.Callback):
         if self.step == self.rewind_step and not self.captured:
             self._capture(self._trainer, self._module)
 
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: object) -> None:
+        if self._schedulers_due:  # the batch that reached step k has stepped its schedulers now
+            self._capture_optimizers(trainer)
+            self._schedulers_due = False
+
     def _capture(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """θ_k now; the optimizers and schedulers as step k + 1 sees them: at the end of the batch
+        that took step k (a scheduler steps after its optimizer), or now at the start of a fit."""
         self.rewind_state = _shared_state(trainer, pl_module)
         if self.rewind_optimizer:
-            self.rewind_optimizer_state = trainer.strategy.broadcast(
-                [deepcopy(opt.state_dict()) for opt in trainer.optimizers], src=0)
+            if self.step == self.start_step:
+                self._capture_optimizers(trainer)
+            else:
+                self._schedulers_due = True
+
+    def _capture_optimizers(self, trainer: L.Trainer) -> None:
+        self.rewind_optimizer_state = trainer.strategy.broadcast(
+            [deepcopy(opt.state_dict()) for opt in trainer.optimizers], src=0)
+        self.rewind_scheduler_state = trainer.strategy.broadcast(
+            [deepcopy(config.scheduler.state_dict()) for config in trainer.lr_scheduler_configs], src=0)
 
     # -- the early-stop point ------------------------------------------------------------------
 
@@ -182,12 +232,14 @@ class LotteryTicket(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {"masks": _cpu_copy(self.masks), "step": self.step, "rewind_state": self.rewind_state,
-                "rewind_optimizer_state": self.rewind_optimizer_state, "best_step": self.best_step,
+                "rewind_optimizer_state": self.rewind_optimizer_state,
+                "rewind_scheduler_state": self.rewind_scheduler_state, "best_step": self.best_step,
                 "best_value": self.best_value, "best_state": self.best_state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.masks = dict(state_dict["masks"])
         self.step, self.rewind_state = state_dict["step"], state_dict["rewind_state"]
         self.rewind_optimizer_state = state_dict["rewind_optimizer_state"]
+        self.rewind_scheduler_state = state_dict.get("rewind_scheduler_state")
         self.best_step, self.best_value = state_dict["best_step"], state_dict["best_value"]
         self.best_state = state_dict["best_state"]

@@ -228,7 +228,7 @@ def _int_list(text: str, option: str) -> list[int]:
 
 
 def _instability(args: argparse.Namespace) -> None:
-    from ticketbench.training.stability import Analysis, plan_points
+    from ticketbench.engine.instability import Analysis, plan_points
 
     task = resolve_task(args)
     levels = _int_list(args.at_levels, "--at-levels")
@@ -404,7 +404,7 @@ def _list() -> None:
 
 
 def _methods() -> None:
-    from ticketbench.pruning.methods import broken_methods, get_method, method_names
+    from ticketbench.pruning.methods import broken_methods, get_method, method_names, refused_methods
 
     for name in method_names():
         chosen = get_method(name)
@@ -412,6 +412,8 @@ def _methods() -> None:
         print(f"{name:20s} {chosen.scope:9s} {when:24s} {chosen.fn.__module__}")
     for name, why in broken_methods().items():
         print(f"{name:20s} BROKEN: {why}")
+    for name, why in refused_methods():
+        print(f"{name:20s} REFUSED: {why}")
 
 
 def _show(task: TaskConfig) -> None:
@@ -441,7 +443,7 @@ def _controls(text: str) -> list[str]:
 
 def _plan(args: argparse.Namespace) -> tuple[TaskConfig, list]:
     """The task and the arms a ``run`` command trains (checked, nothing written)."""
-    from ticketbench.training.imp import imp_arm
+    from ticketbench.engine.suite_runner import suite_arm
 
     task = resolve_task(args)
     controls = _controls(args.control)
@@ -459,9 +461,9 @@ def _plan(args: argparse.Namespace) -> tuple[TaskConfig, list]:
     if args.method is None:
         if args.sanity or args.iterative:
             raise ConfigError(f"--{'sanity' if args.sanity else 'iterative'} applies to a --method")
-        return task, [imp_arm(task, seed, control, args.out, ticket_alongside="none" in controls, at_levels=at_levels)
+        return task, [suite_arm(task, seed, control, args.out, ticket_alongside="none" in controls, at_levels=at_levels)
                       for seed in seeds for control in controls]
-    from ticketbench.training.method_run import method_arm, method_task, parse_densities
+    from ticketbench.engine.method_arm import method_arm, method_task, parse_densities
 
     if controls != ["none"]:
         raise ConfigError("--control and --method exclude each other; for a method's controls use --sanity")
@@ -480,12 +482,12 @@ def _quiet_lightning() -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from ticketbench.training.imp import run_arms  # heavy imports only when training
+    from ticketbench.engine.suite_runner import train_suite  # heavy imports only when training
 
     task, arms = _plan(args)
     wandb, progress = _training_setup(args)
     every = None if args.checkpoint_every is None else 60 * args.checkpoint_every
-    for run in run_arms(task, arms, args.data_dir, progress, wandb=wandb, checkpoint_every=every):
+    for run in train_suite(task, arms, args.data_dir, progress, wandb=wandb, checkpoint_every=every):
         print(f"run directory: {run.path}")
 
 

@@ -17,6 +17,8 @@ STABLE_BELOW = 0.02  # Frankle et al. 2020: a pair is stable when its instabilit
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0)]
+# A level of a user's module trains under any of Lightning's precisions (the suite's tasks: PRECISIONS).
+TRAINER_PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
 
 
 class LevelRecord(BaseModel):
@@ -42,7 +44,7 @@ class LevelRecord(BaseModel):
     seconds: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
     diverged: bool
     deterministic: bool = False
-    precision: Literal[PRECISIONS] = "32-true"  # type: ignore[valid-type]
+    precision: Literal[TRAINER_PRECISIONS] = "32-true"  # type: ignore[valid-type]
     compile: Literal[COMPILE_MODES] = "off"  # type: ignore[valid-type]
     tf32: bool = False
     channels_last: bool = False

@@ -334,7 +334,7 @@ def point_name(k: int, level: int, control: str) -> str:
 
 
 class StabilityDir(RunDir):
-    """The run directory of an instability analysis (see ticketbench.training.stability)::
+    """The run directory of an instability analysis (see ticketbench.engine.instability)::
 
         meta.json                   as for a run; arm instability or instability-same-noise
         points/k<K>-level<L>-<control>.json   one record per analysed point (written last)

@@ -1,19 +1,22 @@
 """The checks of a task that need more than its own fields: the model exists and takes the
 task's dataset, every pruned layer's role has a rate (and every rate a role), the batch and the
-validation hold-out fit the dataset, and no setting is one the task would silently ignore (it
-would still change the run directories' fingerprint). Run on the task after every override,
+validation hold-out fit the dataset, no setting is one the task would silently ignore (it
+would still change the run directories' fingerprint), and a built-in task's name is not borrowed.
+Run on the task after every override,
 before anything is trained or written."""
 
 from __future__ import annotations
 
-from ticketbench.config import ConfigError, TaskConfig
+from ticketbench.config import ConfigError, TaskConfig, load_task, task_names
 from ticketbench.data.store import LAYOUTS
 from ticketbench.models import MODEL_DATASETS, MODELS, build_model
 from ticketbench.pruning.schedule import pruned_tensors
 
 
 def check_task(task: TaskConfig, where: str) -> None:
-    """Raise :class:`ConfigError` naming the key and what is valid when ``task`` cannot run."""
+    """Raise :class:`ConfigError` naming the key and what is valid when ``task`` cannot run
+    (``where``: the task's name or file, as given)."""
+    _check_name(task, where)
     if task.model not in MODELS:
         raise ConfigError(f"{where}: model={task.model!r} is not valid; choose one of {', '.join(MODELS)}")
     takes = MODEL_DATASETS[task.model.removesuffix("-dropout")]
@@ -65,3 +68,16 @@ def _check_effective(task: TaskConfig, where: str) -> None:
     for unused, setting, why in ignored:
         if unused:
             raise ConfigError(f"{where}: {setting} would have no effect: {why}")
+
+
+def _check_name(task: TaskConfig, where: str) -> None:
+    """Runs are filed and judged by their task's name: the name of a built-in task stays with it. A
+    built-in task may change its settings under its own name, and a task file may take a built-in
+    name only for that task's model and dataset (a variant of its protocol)."""
+    builtins = task_names()
+    if task.name not in builtins or task.name == where:
+        return
+    builtin = load_task(task.name)
+    if where in builtins or (builtin.model, builtin.dataset) != (task.model, task.dataset):
+        raise ConfigError(f"{where}: name={task.name!r} is the built-in task of {builtin.model} on {builtin.dataset}, "
+                          "whose runs are filed and judged under that name; give this task a name of its own")

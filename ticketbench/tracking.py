@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from typing import Any
 from lightning.pytorch.loggers import Logger
 
 from ticketbench.atomic import write_json
-from ticketbench.config import ConfigError, TaskConfig, plain
+from ticketbench.config import TaskConfig, plain
 from ticketbench.runs import Protocol, RunDir, RunError, code_version, point_name
 from ticketbench.wandb_mode import WandbOptions
 
@@ -161,35 +160,17 @@ class Tracker:
             artifact.add_file(str(path), name=path.name)
         self.logger.experiment.log_artifact(artifact, aliases=[f"step-{self.task.rewind_step}"])
 
-    def experiment_done(self) -> None:
-        """The report figures and the verdict table of every run of this configuration beside this one."""
+    def experiment_done(self, figures: list[Path], claim_rows: list[dict[str, str]],
+                        verdicts: dict[str, str]) -> None:
+        """The report figures (PNG files), the verdict table and each claim's verdict of the
+        experiment, when every level is finished (see :mod:`ticketbench.summary`)."""
         import wandb
 
-        from ticketbench.compare import figure as compare_figure
-        from ticketbench.compare import points
-        from ticketbench.references import load_references
-        from ticketbench.report import ARM_STYLE, claim_row, figures
-        from ticketbench.scoring import load_run_set, score
-
-        fingerprint = self.task.fingerprint()
-        siblings = [m.parent for m in sorted(self.run.path.parent.glob("*/meta.json"))
-                    if json.loads(m.read_text())["fingerprint"] == fingerprint]
-        run_set = load_run_set(siblings)
-        try:
-            results = score(load_references(self.task.name), run_set)
-        except ConfigError:  # a user task without packaged references: figures without claims
-            results = []
-        x = x_axis(self.task, self.task.levels, 0)
-        with tempfile.TemporaryDirectory() as tmp:
-            pngs = [p for p in figures(results, run_set, Path(tmp)) if p.suffix == ".png"]
-            if any(arm not in ARM_STYLE for seed in run_set.seeds.values() for arm in seed):  # pruning methods
-                pngs += [p for p in compare_figure(run_set, points(run_set), Path(tmp)) if p.suffix == ".png"]
-            logged: dict[str, Any] = {f"figures/{p.stem}": wandb.Image(str(p)) for p in pngs}
-            if results:
-                rows = [claim_row(r) for r in results]
-                logged["verdicts"] = wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])
-            self.logger.log_metrics(logged, step=x)
-            self.logger.experiment.summary.update({f"verdict/{r.claim.id}": r.verdict for r in results})
+        logged: dict[str, Any] = {f"figures/{p.stem}": wandb.Image(str(p)) for p in figures}
+        if claim_rows:
+            logged["verdicts"] = wandb.Table(columns=list(claim_rows[0]), data=[list(r.values()) for r in claim_rows])
+        self.logger.log_metrics(logged, step=x_axis(self.task, self.task.levels, 0))
+        self.logger.experiment.summary.update({f"verdict/{claim}": verdict for claim, verdict in verdicts.items()})
 
     def close(self, failed: bool, echo: Callable[[str], None]) -> None:
         """Close the W&B run and say how to upload its offline segments still to sync."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 import torch
 from torch import nn
@@ -80,6 +80,9 @@ class Method:
 
 _REGISTRY: dict[str, Method] = {}
 _BROKEN: dict[str, str] = {}  # entry-point name -> why it could not be loaded
+_REFUSED: dict[str, tuple[str, str]] = {}  # entry point -> (its name, why it was not loaded)
+_BUILT_IN: set[str] = set()  # the names this package's own distribution registers
+OWN_DISTRIBUTION = "ticketbench"
 
 
 def method(name: str, *, scope: str = "global", after_training: bool = False) -> Callable:
@@ -88,6 +91,10 @@ def method(name: str, *, scope: str = "global", after_training: bool = False) ->
         raise ValueError(f"method {name}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
 
     def register(fn: Callable[[PruneRequest], Scores | Masks]) -> Callable[[PruneRequest], Scores | Masks]:
+        known = _REGISTRY.get(name)
+        if known is not None and known.fn.__module__ != fn.__module__:
+            raise ValueError(f"method {name!r} is registered already (by {known.fn.__module__}); a plug-in needs a "
+                             "name of its own")
         _REGISTRY[name] = Method(name, fn, scope, after_training)
         return fn
 
@@ -96,9 +103,16 @@ def method(name: str, *, scope: str = "global", after_training: bool = False) ->
 
 def _load_entry_points() -> None:
     """Import the methods that installed packages declare; a plain function is registered under
-    its entry-point name with the default scope."""
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    its entry-point name with the default scope. The built-in methods load first, and a plug-in
+    declaring one of their names is refused (not loaded)."""
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: not _built_in(e)):
+        if entry.name in _BUILT_IN and not _built_in(entry):
+            _REFUSED[entry.value] = (entry.name, f"entry point {entry.value} declares the name of a built-in method; "
+                                                 "rename the plug-in")
+            continue
         if entry.name in _REGISTRY or entry.name in _BROKEN:
+            if _built_in(entry):
+                _BUILT_IN.add(entry.name)
             continue
         try:
             loaded = entry.load()
@@ -110,12 +124,24 @@ def _load_entry_points() -> None:
                 _BROKEN[entry.name] = f"entry point {entry.value} is not a function"
                 continue
             _REGISTRY[entry.name] = Method(entry.name, loaded)
+        if _built_in(entry):
+            _BUILT_IN.add(entry.name)
+
+
+def _built_in(entry: EntryPoint) -> bool:
+    return entry.dist is not None and entry.dist.name == OWN_DISTRIBUTION
 
 
 def broken_methods() -> dict[str, str]:
     """Installed plug-ins that could not be loaded, with the reason (listed, never fatal to others)."""
     _load_entry_points()
     return dict(_BROKEN)
+
+
+def refused_methods() -> list[tuple[str, str]]:
+    """Plug-ins not loaded because they declare a built-in method's name: (name, why)."""
+    _load_entry_points()
+    return list(_REFUSED.values())
 
 
 def method_names() -> list[str]:

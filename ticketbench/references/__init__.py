@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from ticketbench.config import ConfigError, packaged_names, parse_yaml, read_yaml_source
-from ticketbench.stats import COMPARATORS
+from ticketbench.stats import COMPARATORS, accepted_range
 
 KINDS = ("value", "delta_to_dense", "speedup_vs_dense", "arm_delta", "speedup_vs_arm")
 QUANTITIES = ("test_acc_at_early_stop", "test_acc_final", "val_acc_at_early_stop", "early_stop_step",
@@ -112,6 +112,34 @@ def _metric(raw: object, where: str) -> Metric:
     return Metric(**values)
 
 
+# what one quantity of one arm can take: accuracies in %, instabilities in pp, steps
+_QUANTITY_RANGE = {"test_acc_at_early_stop": (0.0, 100.0), "test_acc_final": (0.0, 100.0),
+                   "val_acc_at_early_stop": (0.0, 100.0), "instability_test": (-100.0, 100.0),
+                   "instability_train": (-100.0, 100.0), "early_stop_step": (0.0, math.inf),
+                   "stable_from_step": (0.0, math.inf)}
+
+
+def metric_range(metric: Metric) -> tuple[float, float]:
+    """The values ``metric`` can take: a quantity's own range, a difference of two of them, or a
+    ratio of steps (a speedup, above 0)."""
+    if metric.kind.startswith("speedup"):
+        return 0.0, math.inf
+    low, high = _QUANTITY_RANGE[metric.quantity]
+    return (low - high, high - low) if metric.kind in ("delta_to_dense", "arm_delta") else (low, high)
+
+
+def _check_bounds(claim: Claim, where: str) -> None:
+    """A claim's value lies where its metric can, and some value of the metric fails it."""
+    low, high = metric_range(claim.metric)
+    if not low <= claim.paper <= high:
+        raise ConfigError(f"{where}: field 'paper' is {claim.paper:g}, outside what its metric ({claim.metric.kind} "
+                          f"of {claim.metric.quantity}) can take, [{low:g}, {high:g}]")
+    accepted = accepted_range(claim.comparator, claim.paper, claim.tolerance)
+    if accepted[0] <= low and high <= accepted[1]:
+        raise ConfigError(f"{where}: with tolerance {claim.tolerance:g} the claim accepts every value its metric can "
+                          f"take ([{low:g}, {high:g}]), so it cannot fail; give a smaller 'tolerance'")
+
+
 _REQUIRED = {"id": str, "statement": str, "metric": dict, "comparator": str, "paper": (int, float),
              "tolerance": (int, float), "source": str, "mark": str}
 
@@ -138,12 +166,14 @@ def _claim(raw: object, index: int, path: str, protocol: str) -> Claim:
     if raw["tolerance"] < 0:
         raise ConfigError(f"{where}: field 'tolerance' must be >= 0, got {raw['tolerance']}")
     claim_protocol = raw.get("protocol", protocol)
-    return Claim(
+    claim = Claim(
         id=raw["id"], statement=" ".join(raw["statement"].split()), metric=_metric(raw["metric"], where),
         comparator=raw["comparator"], paper=float(raw["paper"]), tolerance=float(raw["tolerance"]),
         source=raw["source"], mark=raw["mark"], protocol=claim_protocol,
         gating=raw["mark"] in ("V", "D", "S") and claim_protocol == protocol,
     )
+    _check_bounds(claim, where)
+    return claim
 
 
 def parse_references(text: str, path: str) -> References:

@@ -28,8 +28,8 @@ from typing import Any
 
 from ticketbench.atomic import write_json
 from ticketbench.config import TaskConfig
+from ticketbench.engine.arms import Arm
 from ticketbench.runs import RunDir
-from ticketbench.training.imp import Arm
 
 
 @dataclass

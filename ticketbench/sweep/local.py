@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ticketbench.catalog import duration
+from ticketbench.engine.arms import Arm
+from ticketbench.engine.record import level_line
 from ticketbench.interrupt import Interrupted, stop_on_signals
 from ticketbench.sweep.jobs import Job, SweepDir, end_job, start_job, thread_env
-from ticketbench.training.imp import Arm, level_line
 
 POLL_SECONDS = 1.0
 STOP_GRACE_SECONDS = 60.0

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import Logger
@@ -14,9 +15,10 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 
 from ticketbench.config import TaskConfig
 from ticketbench.data.tensors import BatchStream, ReplicaData
-from ticketbench.device import use_tf32
+from ticketbench.device import default_device, use_tf32
 from ticketbench.pruning.masks import Masks
 from ticketbench.runs import state_digest
+from ticketbench.training.arithmetic import record_fields
 from ticketbench.training.callback import ReplicaPoints, ReplicaTickets
 from ticketbench.training.level_checkpoint import Checkpointing, LevelCheckpoint, SaveLevel
 from ticketbench.training.module import Blocks, Classifier
@@ -42,6 +44,8 @@ class LevelResult:
     rewind_optimizer_state: dict | None
     resumed_from: list[int]  # the steps from which a stopped level was resumed (none: trained in one go)
     channels_last: bool  # the layout it trained in (see ticketbench.training.arithmetic)
+    arithmetic: dict[str, Any] = field(default_factory=dict)  # what the record says of the arithmetic
+    about: dict[str, Any] = field(default_factory=dict)  # further fields of the record (the runner's)
 
 
 @dataclass
@@ -172,10 +176,13 @@ def train_level(plan: LevelPlan) -> list[LevelResult]:
     _test_early_stop(module, callback.points)
     before, resumed_from = _earlier(plan)
     seconds = before + time.perf_counter() - began
+    task = plan.task
+    arithmetic = record_fields(task.precision, task.compile, default_device(), module.channels_last)
     return [LevelResult(
         early_stop_step=p.best_step, val_loss_at_early_stop=p.best_val_loss, val_acc_at_early_stop=p.best_val_acc,
         test_acc_at_early_stop=math.nan if p.best_test_acc is None else p.best_test_acc,
         test_acc_final=test_final[k], train_acc_final=train_final[k], start_step=plan.start_step, steps=steps,
         seconds=seconds, diverged=p.diverged, rewind_state=p.rewind_state,
         rewind_optimizer_state=p.rewind_optimizer_state, resumed_from=resumed_from, channels_last=module.channels_last,
+        arithmetic=arithmetic,
     ) for k, p in enumerate(callback.points)]

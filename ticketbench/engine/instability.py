@@ -35,6 +35,8 @@ from ticketbench.controls import TICKET
 from ticketbench.data import BatchStream, load_arrays, task_split
 from ticketbench.data.tensors import DeviceSplit, ReplicaData
 from ticketbench.device import default_device, use_tf32
+from ticketbench.engine.arms import Start
+from ticketbench.engine.suite_runner import suite_arm
 from ticketbench.interpolation import Batches, PathErrors, has_batchnorm, path_errors
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import remaining_percent
@@ -44,7 +46,6 @@ from ticketbench.runs import RunDir, RunError, StabilityDir, finite_or_none, on_
 from ticketbench.seeding import derive_seed, generator
 from ticketbench.tracking import open_tracker
 from ticketbench.training.arithmetic import record_fields, wants_channels_last
-from ticketbench.training.imp import Start, starting_point
 from ticketbench.training.level import LevelPlan, fit_level, train_level
 from ticketbench.training.module import Chunks
 from ticketbench.training.replicas import Replicas
@@ -135,7 +136,7 @@ class Analysis:
     def __init__(self, task: TaskConfig, seed: int, out: Path, same_noise: bool = False, bn: str = "recompute",
                  points_on_path: int = 30, progress: bool = False, echo: Callable[[str], None] = print,
                  wandb: WandbOptions | None = None) -> None:
-        self.task, self.seed, self.same_noise, self.bn = task, seed, same_noise, bn
+        self.task, self.seed, self.out, self.same_noise, self.bn = task, seed, out, same_noise, bn
         self.points_on_path, self.progress, self.echo, self.wandb = points_on_path, progress, echo, wandb
         self.run = StabilityDir.for_arm(out, task, seed, self.run_arm)
         self.imp = RunDir.for_arm(out, task, seed, TICKET.arm)
@@ -198,8 +199,8 @@ class Analysis:
         ``copies/``, so that a resumed analysis starts its second copy from the first one's θ_k."""
         task = self.task
         if point.level > 0:
-            return starting_point(task, self.seed, point.control, point.level, self.imp, self.imp)
-        start = starting_point(task, self.seed, "none", 0, self.imp, self.imp)  # θ0, every weight kept
+            return suite_arm(task, self.seed, point.control, self.out, ticket_alongside=True).start(point.level, split)
+        start = suite_arm(task, self.seed, "none", self.out).start(0, split)  # θ0, every weight kept
         if point.k == 0:
             return start
         path = self.run.start_path(point.name)

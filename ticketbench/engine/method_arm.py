@@ -19,22 +19,22 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ticketbench.atomic import atomic_write
 from ticketbench.config import ConfigError, TaskConfig
-from ticketbench.controls import SANITY, TICKET
+from ticketbench.controls import SANITY, Control
 from ticketbench.data.tensors import DeviceSplit
+from ticketbench.engine.arms import Arm, Start
+from ticketbench.engine.suite_runner import TaskNetwork, train_suite
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import apply_masks, full_masks
-from ticketbench.pruning.methods import PruneRequest, get_method, select_masks
-from ticketbench.pruning.schedule import pruned_tensors
+from ticketbench.pruning.methods import Method, PruneRequest, get_method, select_masks
 from ticketbench.runs import RunDir, RunError
 from ticketbench.seeding import generator
-from ticketbench.training.imp import Arm, Start, run_arms
-from ticketbench.training.level import LevelResult
 from ticketbench.wandb_mode import WandbOptions
 
 
@@ -85,16 +85,75 @@ def run_method(task: TaskConfig, seed: int, name: str, densities: list[float], o
                wandb: WandbOptions | None = None, sanity: str | None = None, iterative: bool = False) -> RunDir:
     """Train every density of one method that is not finished yet; return its run directory."""
     arm = method_arm(task, seed, name, densities, out, sanity, iterative)
-    return run_arms(method_task(task, densities), [arm], data_dir, progress, echo, wandb)[0]
+    return train_suite(method_task(task, densities), [arm], data_dir, progress, echo, wandb)[0]
+
+
+@dataclass
+class MethodArm(Arm):
+    """The run of one pruning method at ``densities`` (level i holds the i-th). ``iterative``: each
+    density starts from the previous level's mask (and, for a method that prunes after training,
+    its trained weights) instead of the full network; ``control``: a sanity check of the masks."""
+
+    method: Method = field(kw_only=True)
+    densities: list[float] = field(kw_only=True)
+    iterative: bool = field(kw_only=True)
+    control: Control | None = field(kw_only=True)
+    sanity: str | None = field(kw_only=True)
+
+    @property
+    def finished(self) -> str:
+        return f"all {len(self.densities)} densities already finished"
+
+    def prepare(self) -> None:
+        self.run.start(self.network.protocol, self.seed, self.name, self.levels[0], self._names(),
+                       method=self.method.name, sanity=self.sanity, densities=self.densities, iterative=self.iterative)
+
+    def _names(self) -> dict[str, str]:
+        return self.network.roles(self.network.build(self.seed))
+
+    def _final_path(self, level: int) -> Path:
+        return self.run.path / f"final_{level:02d}.pt"
+
+    def start(self, level: int, data: object) -> Start:
+        assert isinstance(data, DeviceSplit)
+        net, seed, method = self.network, self.seed, self.method
+        names = self._names()
+        model = net.build(seed)
+        if level and net.rewind_step:
+            model.load_state_dict((self.run if method.after_training else self.imp).load_rewind())
+        masks = full_masks(model, list(names))
+        if level == 0:
+            return Start(model, masks, 0, about={"method": method.name, "target_density_percent": 100.0})
+        previous = level - 1 if self.iterative else 0
+        if self.iterative and level > 1:
+            masks = self.run.load_masks(level - 1, model, list(names))
+        trained = None
+        if method.after_training:
+            trained = net.build(seed)
+            trained.load_state_dict(torch.load(self._final_path(previous), weights_only=True))
+        examples, per_class = _sampler(data, generator(seed, "method", level))
+        request = PruneRequest(copy.deepcopy(model).to(data.device), {n: m.to(data.device) for n, m in masks.items()},
+                               names, self.densities[level - 1] / 100, examples, per_class,
+                               generator(seed, "method-scores", level), trained and trained.to(data.device))
+        masks = {n: m.cpu() for n, m in select_masks(method, request).items()}
+        if self.control is not None:
+            masks = self.control.masks(masks, seed, level)
+            if self.control.fresh_init:
+                model = net.build(self.control.init_seed(seed))
+        apply_masks(model, masks)
+        return Start(model, masks, net.rewind_step,
+                     about={"method": method.name, "target_density_percent": self.densities[level - 1]})
+
+    def finish(self, level: int, start: Start) -> None:
+        if self.method.after_training and (level == 0 or self.iterative):  # the weights the next mask scores
+            state = {k: v.detach().cpu() for k, v in start.model.state_dict().items()}
+            atomic_write(self._final_path(level), lambda f: torch.save(state, f))
 
 
 def method_arm(task: TaskConfig, seed: int, name: str, densities: list[float], out: Path = Path("runs"),
-               sanity: str | None = None, iterative: bool = False) -> Arm:
-    """The run of one method at ``densities`` with its levels not finished yet.
-
-    ``iterative``: each density starts from the previous level's mask instead of the full network
-    (densities must decrease); a method that prunes after training then scores the previous
-    level's trained weights, as IMP does with magnitudes."""
+               sanity: str | None = None, iterative: bool = False) -> MethodArm:
+    """The run of one method at ``densities`` with its levels not finished yet (see :class:`MethodArm`;
+    ``iterative`` needs decreasing densities)."""
     chosen = get_method(name)
     if sanity is not None and sanity not in SANITY:
         raise ConfigError(f"unknown sanity check {sanity!r}; valid: {', '.join(SANITY)}")
@@ -102,56 +161,12 @@ def method_arm(task: TaskConfig, seed: int, name: str, densities: list[float], o
     if iterative and any(b >= a for a, b in zip(densities, densities[1:], strict=False)):
         raise ConfigError(f"--iterative needs decreasing --densities, got {','.join(f'{d:g}' for d in densities)}")
     arm = name + ("-iterative" if iterative else "") + (control.arm if control else "")
-    first = 0 if chosen.after_training else 1
     task = method_task(task, densities)
-    run = RunDir.for_arm(out, task, seed, arm)
-    imp = RunDir.for_arm(out, task, seed, TICKET.arm)
-    if task.rewind_step and not chosen.after_training and not imp.rewind_path.is_file():
+    network = TaskNetwork(task)
+    built = MethodArm(network, seed, arm, out, list(range(0 if chosen.after_training else 1, task.levels)),
+                      method=chosen, densities=densities, iterative=iterative, control=control, sanity=sanity)
+    if task.rewind_step and not chosen.after_training and not built.imp.rewind_path.is_file():
         raise RunError(f"{task.name} rewinds to step {task.rewind_step}: the method needs θ_k from "
-                       f"{imp.rewind_path}; run the winning tickets (no --method) first")
-    names = pruned_tensors(build_model(task.model, seed), task.pruning)
-    _check_keeps_weights(task, names, chosen.scope, min(densities))
-
-    def rewind_point() -> torch.nn.Module:
-        model = build_model(task.model, seed)
-        if task.rewind_step:
-            model.load_state_dict((run if chosen.after_training else imp).load_rewind())
-        return model
-
-    def final_path(level: int) -> Path:
-        return run.path / f"final_{level:02d}.pt"
-
-    def begin(level: int, split: DeviceSplit) -> Start:
-        model = rewind_point() if level else build_model(task.model, seed)
-        masks = full_masks(model, list(names))
-        if level == 0:
-            return Start(model, masks, 0, about={"method": name, "target_density_percent": 100.0})
-        previous = level - 1 if iterative else 0
-        if iterative and level > 1:
-            masks = run.load_masks(level - 1, model, list(names))
-        trained = None
-        if chosen.after_training:
-            trained = build_model(task.model, seed)
-            trained.load_state_dict(torch.load(final_path(previous), weights_only=True))
-        examples, per_class = _sampler(split, generator(seed, "method", level))
-        request = PruneRequest(copy.deepcopy(model).to(split.device), {n: m.to(split.device) for n, m in masks.items()},
-                               names, densities[level - 1] / 100, examples, per_class,
-                               generator(seed, "method-scores", level), trained and trained.to(split.device))
-        masks = {n: m.cpu() for n, m in select_masks(chosen, request).items()}
-        if control is not None:
-            masks = control.masks(masks, seed, level)
-            if control.fresh_init:
-                model = build_model(task.model, control.init_seed(seed))
-        apply_masks(model, masks)
-        return Start(model, masks, task.rewind_step,
-                     about={"method": name, "target_density_percent": densities[level - 1]})
-
-    def after(level: int, start: Start, _: LevelResult) -> None:
-        if chosen.after_training and (level == 0 or iterative):  # the trained weights the next mask scores
-            state = {k: v.detach().cpu() for k, v in start.model.state_dict().items()}
-            atomic_write(final_path(level), lambda f: torch.save(state, f))
-
-    return Arm(seed, arm, run, list(range(first, task.levels)), begin, after,
-               f"all {len(densities)} densities already finished",
-               lambda: run.start(task, seed, arm, first, names, method=name, sanity=sanity, densities=densities,
-                                 iterative=iterative))
+                       f"{built.imp.rewind_path}; run the winning tickets (no --method) first")
+    _check_keeps_weights(task, network.roles(network.build(seed)), chosen.scope, min(densities))
+    return built

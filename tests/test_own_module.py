@@ -1,0 +1,202 @@
+"""The optimizer at the rewind point on a user's own module: captured at step k (optimizers and
+learning-rate schedulers), restored before the next fit's first step, and equal to training on.
+
+Every step below sees the same full batch, so a fit rewound to step k with the state captured
+there must take exactly the steps the uninterrupted fit took after k."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ticketbench import LotteryExperiment, LotteryTicket
+
+PRUNED = ["net.0.weight", "net.2.weight"]
+K = 5  # the rewind step
+AFTER = 3  # steps trained after it
+
+
+class Small(L.LightningModule):
+    def __init__(self, optimizer: str) -> None:
+        super().__init__()
+        self.optimizer = optimizer
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        return F.cross_entropy(self.net(batch[0]), batch[1])
+
+    def configure_optimizers(self) -> dict:
+        chosen = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-2),
+                  "adam": lambda p: torch.optim.Adam(p, lr=1e-2),
+                  "adamw": lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1)}[self.optimizer]
+        optimizer = chosen(self.parameters())
+        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)  # per step: lr moves at k
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def _batch() -> DataLoader:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 8, generator=gen)
+    return DataLoader(TensorDataset(x, x[:, :4].argmax(1)), batch_size=16)
+
+
+def _fit(module: L.LightningModule, ticket: LotteryTicket, steps: int) -> L.Trainer:
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[ticket])
+    trainer.fit(module, _batch())
+    return trainer
+
+
+def _module(optimizer: str) -> Small:
+    torch.manual_seed(0)
+    return Small(optimizer)
+
+
+def _level_one(optimizer: str, level0: LotteryTicket, rewound: bool) -> Small:
+    module = _module(optimizer)
+    module.load_state_dict(level0.rewind_state)
+    states = {"optimizer_state": level0.rewind_optimizer_state, "scheduler_state": level0.rewind_scheduler_state}
+    _fit(module, LotteryTicket(PRUNED, start_step=K, **(states if rewound else {})), AFTER)
+    return module
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_a_level_rewound_with_its_optimizer_continues_exactly_as_training_on(optimizer: str) -> None:
+    whole = _module(optimizer)
+    level0 = LotteryTicket(PRUNED, rewind_step=K, rewind_optimizer=True)
+    trainer = _fit(whole, level0, K + AFTER)
+    assert level0.rewind_scheduler_state[0]["last_epoch"] == K, "the schedule as step k + 1 sees it"
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == K + AFTER
+    if optimizer != "sgd":
+        assert all(int(s["step"]) == K for s in level0.rewind_optimizer_state[0]["state"].values())
+
+    rewound = _level_one(optimizer, level0, rewound=True)
+    fresh = _level_one(optimizer, level0, rewound=False)
+    for name, value in whole.state_dict().items():
+        assert torch.equal(rewound.state_dict()[name], value), name
+    assert not all(torch.equal(fresh.state_dict()[n], v) for n, v in whole.state_dict().items()), \
+        "a fresh optimizer must train other weights (else this test could not fail)"
+
+
+def test_the_first_rewound_sgd_step_is_the_momentum_update_written_out() -> None:
+    level0 = LotteryTicket(PRUNED, rewind_step=K, rewind_optimizer=True)
+    _fit(_module("sgd"), level0, K)
+    theta = _module("sgd")
+    theta.load_state_dict(level0.rewind_state)
+    x, y = next(iter(_batch()))
+    F.cross_entropy(theta.net(x), y).backward()
+    group = level0.rewind_optimizer_state[0]["param_groups"][0]
+    lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+    assert lr == pytest.approx(0.1 * 0.5 ** (K // 2)), "the learning rate of step k + 1 under StepLR"
+    buffers = level0.rewind_optimizer_state[0]["state"]
+    expected = {}
+    for index, (name, param) in enumerate(theta.named_parameters()):
+        step = param.grad + decay * param.detach()
+        expected[name] = param.detach() - lr * (momentum * buffers[index]["momentum_buffer"] + step)
+
+    one = _module("sgd")
+    one.load_state_dict(level0.rewind_state)
+    _fit(one, LotteryTicket(PRUNED, start_step=K, optimizer_state=level0.rewind_optimizer_state,
+                            scheduler_state=level0.rewind_scheduler_state), 1)
+    for name, param in one.named_parameters():
+        torch.testing.assert_close(param.detach(), expected[name], rtol=1e-6, atol=1e-7)
+
+
+def test_an_optimizer_state_for_another_fit_is_refused_in_one_line() -> None:
+    level0 = LotteryTicket(PRUNED, rewind_step=K, rewind_optimizer=True)
+    _fit(_module("adam"), level0, K)
+    with pytest.raises(ValueError, match="optimizer_state holds 2 state"):
+        _fit(_module("adam"), LotteryTicket(PRUNED, optimizer_state=level0.rewind_optimizer_state * 2), 1)
+
+
+class Data(L.LightningDataModule):
+    def train_dataloader(self) -> DataLoader:
+        return _batch()
+
+    def test_dataloader(self) -> DataLoader:
+        return _batch()
+
+
+class Logged(Small):
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        self.log("test_acc", (self.net(batch[0]).argmax(1) == batch[1]).float().mean())
+
+
+def test_an_experiment_rewinds_the_optimizer_of_every_level_when_asked(tmp_path) -> None:  # noqa: ANN001
+    def experiment(policy: str) -> LotteryExperiment:
+        return LotteryExperiment("own", prune=PRUNED, levels=2, max_steps=K + AFTER, rewind_step=K, monitor=None,
+                                 optimizer_at_rewind=policy,
+                                 trainer={"accelerator": "cpu", "devices": 1, "limit_val_batches": 0})
+
+    assert experiment("fresh").fingerprint() != experiment("rewind").fingerprint()
+    runs = {policy: experiment(policy).run(lambda: Logged("adam"), Data(), out=tmp_path, echo=lambda _: None)[0]
+            for policy in ("fresh", "rewind")}
+    assert not runs["fresh"].rewind_optimizer_path.is_file()
+    stored = runs["rewind"].load_rewind_optimizer()
+    level0 = LotteryTicket(PRUNED, rewind_step=K, rewind_optimizer=True)
+    L.seed_everything(0, verbose=False)
+    _fit(Logged("adam"), level0, K + AFTER)  # what the experiment's level 0 is, by hand
+    assert stored["schedulers"] == level0.rewind_scheduler_state
+    captured = level0.rewind_optimizer_state[0]["state"]
+    for mine, theirs in zip(stored["optimizers"][0]["state"].values(), captured.values(), strict=True):
+        assert all(torch.equal(mine[key], theirs[key]) for key in theirs)
+    finals = {policy: run.records()[1]["test_acc_final"] for policy, run in runs.items()}
+    masks = {policy: run.load_masks(1) for policy, run in runs.items()}
+    assert all(torch.equal(masks["fresh"][n], masks["rewind"][n]) for n in PRUNED), "level 0 is the same fit"
+    assert runs["rewind"].records()[1]["steps"] == AFTER and finals["rewind"] is not None
+
+
+def test_the_public_pruning_step_removes_exact_counts_of_the_smallest_weights() -> None:
+    from ticketbench import magnitude_masks
+    from ticketbench.config import PruningConfig
+    from ticketbench.pruning.schedule import next_masks
+
+    module = _module("adam")
+    layer = magnitude_masks(module, PRUNED, rate=0.2)
+    for name in PRUNED:
+        weight = module.get_parameter(name).detach().abs()
+        assert int((~layer[name]).sum()) == round(0.2 * weight.numel())
+        assert weight[~layer[name]].max() <= weight[layer[name]].min(), "the smallest magnitudes go first"
+    again = magnitude_masks(module, layer, rates={"net.0.weight": 0.5, "net.2.weight": 0.1})
+    for name, rate in (("net.0.weight", 0.5), ("net.2.weight", 0.1)):
+        kept = int(layer[name].sum())
+        assert int(again[name].sum()) == kept - round(rate * kept)
+        assert not bool((again[name] & ~layer[name]).any()), "a pruned weight stays pruned"
+    whole = magnitude_masks({n: module.get_parameter(n) for n in PRUNED}, layer, rate=0.3, scope="global")
+    kept = sum(int(m.sum()) for m in layer.values())
+    assert sum(int(m.sum()) for m in whole.values()) == kept - round(0.3 * kept)
+    roles = {n: n for n in PRUNED}
+    suite = next_masks(module, layer, roles, PruningConfig("layerwise", {"net.0.weight": 0.5, "net.2.weight": 0.1}))
+    assert all(torch.equal(suite[n], again[n]) for n in PRUNED), "the suite's own round is this call"
+
+
+def test_the_public_pruning_step_breaks_ties_by_position() -> None:
+    from ticketbench import magnitude_masks
+
+    weights = {"w": torch.tensor([1.0, -1.0, 1.0, 2.0, 1.0])}
+    assert magnitude_masks(weights, ["w"], rate=0.4)["w"].tolist() == [False, False, True, True, True]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda m: m(_module("adam"), "net.0.weight", rate=0.2), TypeError, "masks must be masks by name or a list"),
+    (lambda m: m(_module("adam"), ["net.9.weight"], rate=0.2), ValueError, "'net.9.weight' is not a parameter"),
+    (lambda m: m(_module("adam"), PRUNED), ValueError, "give exactly one of rate and rates"),
+    (lambda m: m(_module("adam"), PRUNED, rate=1.0), ValueError, "the rate of net.0.weight must be in [0, 1), got 1.0"),
+    (lambda m: m(_module("adam"), PRUNED, rate="0.2"), ValueError, "must be a number in [0, 1), got '0.2'"),
+    (lambda m: m(_module("adam"), PRUNED, rates={"net.0.weight": 0.2}), ValueError, "rates has no rate for"),
+    (lambda m: m(_module("adam"), PRUNED, rates={"net.0.weight": 0.1, "net.2.weight": 0.1}, scope="global"),
+     ValueError, "global pruning takes one rate"),
+    (lambda m: m(_module("adam"), {"net.0.weight": torch.ones(2)}, rate=0.2), ValueError,
+     "the mask of net.0.weight must be a bool tensor of shape (16, 8)"),
+    (lambda m: m(_module("adam"), PRUNED, rate=0.2, scope="per-layer"), ValueError, "scope must be one of"),
+])
+def test_the_public_pruning_step_names_a_wrong_argument(call, error: type, message: str) -> None:  # noqa: ANN001
+    from ticketbench import magnitude_masks
+
+    with pytest.raises(error) as raised:
+        call(magnitude_masks)
+    assert message in str(raised.value) and str(raised.value).startswith("magnitude_masks: ")
