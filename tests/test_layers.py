@@ -23,7 +23,7 @@ import ticketbench
 
 PACKAGE = Path(ticketbench.__file__).parent
 LAYERS = [
-    {"config", "seeding", "seeds", "faults", "interrupt", "stats", "atomic", "device"},
+    {"errors", "config", "seeding", "seeds", "faults", "interrupt", "stats", "atomic", "device"},
     {"data", "models", "pruning", "controls", "tasks", "references", "run_schema", "task_check", "catalog"},
     {"runs", "wandb_mode", "tracking"},
     {"scoring", "report", "compare", "path_figures", "testing", "interpolation", "summary", "listing"},

@@ -6,6 +6,8 @@ there must take exactly the steps the uninterrupted fit took after k."""
 
 from __future__ import annotations
 
+import re
+
 import lightning as L
 import pytest
 import torch
@@ -200,3 +202,70 @@ def test_the_public_pruning_step_names_a_wrong_argument(call, error: type, messa
     with pytest.raises(error) as raised:
         call(magnitude_masks)
     assert message in str(raised.value) and str(raised.value).startswith("magnitude_masks: ")
+
+
+def _experiment(**changed: object) -> LotteryExperiment:
+    settings = {"name": "own", "prune": PRUNED, "levels": 2, "max_steps": 8, "rewind_step": 0, "monitor": None,
+                "trainer": {"accelerator": "cpu", "devices": 1, "limit_val_batches": 0}} | changed
+    return LotteryExperiment(**settings)
+
+
+@pytest.mark.parametrize(("changed", "error", "message"), [
+    ({"levels": "3"}, TypeError, "levels must be a whole number, got '3'"),
+    ({"levels": None}, TypeError, "levels must be a whole number, got None"),
+    ({"levels": 2.5}, TypeError, "levels must be a whole number, got 2.5"),
+    ({"levels": 0}, ValueError, "levels must be >= 1, got 0"),
+    ({"rate": "0.2"}, TypeError, "rate must be a number, got '0.2'"),
+    ({"prune": "net.0.weight"}, TypeError, "prune must be a list of names, got 'net.0.weight'"),
+    ({"prune": [0]}, TypeError, "prune must hold names (strings), got 0"),
+    ({"rewind_step": -3}, ValueError, "rewind_step must be >= 0, got -3"),
+    ({"monitor": 5}, TypeError, "monitor must be a string or None, got 5"),
+    ({"trainer": ["cpu"]}, TypeError, "trainer must be a dict of Trainer arguments"),
+    ({"optimizer_at_rewind": "keep"}, ValueError, "optimizer_at_rewind must be fresh or rewind, got 'keep'"),
+])
+def test_a_wrong_experiment_setting_names_it(changed: dict, error: type, message: str) -> None:
+    with pytest.raises(error) as raised:
+        _experiment(**changed)
+    assert str(raised.value) == f"LotteryExperiment: {message}" or message in str(raised.value)
+
+
+@pytest.mark.parametrize(("arguments", "error", "message"), [
+    ({"make_module": Logged("adam")}, TypeError, "make_module must be a function that builds a fresh module"),
+    ({"make_module": lambda: nn.Linear(2, 2)}, TypeError, "make_module returned a Linear, not a LightningModule"),
+    ({"datamodule": None}, TypeError, "datamodule must be a LightningDataModule, got NoneType"),
+    ({"seed": -1}, ValueError, "seed must be in [0, 4294967295], got -1"),
+    ({"seed": "0"}, TypeError, "seed must be a whole number, got '0'"),
+    ({"controls": "reinit"}, TypeError, "controls must be a list of names, got 'reinit'"),
+    ({"controls": []}, ValueError, "controls names no arm; valid: none, reinit, random-prune"),
+    ({"controls": ["none", "shuffle"]}, ValueError, "unknown control 'shuffle'"),
+])
+def test_wrong_run_arguments_are_refused_before_anything_is_written(arguments: dict, error: type, message: str,
+                                                                      tmp_path) -> None:  # noqa: ANN001
+    given = {"make_module": lambda: Logged("adam"), "datamodule": Data(), "out": tmp_path / "runs"} | arguments
+    with pytest.raises(error, match=re.escape(message)):
+        _experiment().run(given.pop("make_module"), given.pop("datamodule"), **given)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_output_root_that_is_a_file_is_refused(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(ValueError, match="out .* is a file; give a directory"):
+        _experiment().run(lambda: Logged("adam"), Data(), out=tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+@pytest.mark.parametrize(("arguments", "error", "message"), [
+    ({"prune": None}, TypeError, "prune must be a list of names, got None"),
+    ({"prune": 5}, TypeError, "prune must be a list of names, got 5"),
+    ({"prune": "net.0.weight"}, TypeError, "prune must be a list of names, got 'net.0.weight'"),
+    ({"masks": [1, 2]}, TypeError, "masks must be bool tensors by parameter name, got list"),
+    ({"masks": {"net.0.weight": torch.ones(16, 8)}}, TypeError, "the mask of net.0.weight must be a bool tensor"),
+    ({"start_step": -3}, ValueError, "start_step must be >= 0, got -3"),
+    ({"rewind_step": "5"}, TypeError, "rewind_step must be a whole number, got '5'"),
+    ({"monitor": 5}, TypeError, "monitor must be a string or None, got 5"),
+    ({"optimizer_state": {"state": {}}}, TypeError, "optimizer_state must be a list of state dicts"),
+])
+def test_a_wrong_callback_argument_names_it(arguments: dict, error: type, message: str) -> None:
+    given = {"prune": PRUNED} | arguments
+    with pytest.raises(error, match=re.escape(f"LotteryTicket: {message}")):
+        LotteryTicket(given.pop("prune"), **given)

@@ -21,7 +21,7 @@ A level of iterative magnitude pruning is one such fit: prune the final weights 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from copy import deepcopy
 from typing import Any
 
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from ticketbench.config import ConfigError
+from ticketbench.errors import ArgumentTypeError, ConfigError, names, text, whole
 
 Masks = dict[str, torch.Tensor]
 State = dict[str, torch.Tensor]
@@ -45,6 +45,19 @@ def _shared_state(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str,
     """The module's parameters and buffers as rank 0 holds them, on every rank: under DDP the
     parameters agree across ranks, but BatchNorm statistics are each rank's own."""
     return trainer.strategy.broadcast(_cpu_copy(pl_module.state_dict()), src=0)
+
+
+def _check_masks(masks: object) -> None:
+    """Masks are bool tensors by parameter name."""
+    if masks is None:
+        return
+    if not isinstance(masks, Mapping):
+        raise ArgumentTypeError(f"LotteryTicket: masks must be bool tensors by parameter name, got "
+                                f"{type(masks).__name__}")
+    for name, mask in masks.items():
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise ArgumentTypeError(f"LotteryTicket: the mask of {name} must be a bool tensor, got "
+                                    f"{getattr(mask, 'dtype', type(mask).__name__)}")
 
 
 def _steps_of_fit(trainer: L.Trainer, pl_module: L.LightningModule) -> float:
@@ -83,11 +96,19 @@ class LotteryTicket(L.Callback):
                  masks: Masks | None = None, rewind_step: int | None = None, rewind_optimizer: bool = False,
                  start_step: int = 0, monitor: str | None = None, mode: str = "min",
                  optimizer_state: list[dict] | None = None, scheduler_state: list[dict] | None = None) -> None:
-        if mode not in ("min", "max"):
-            raise ConfigError(f"LotteryTicket: mode must be 'min' or 'max', got {mode!r}")
-        if rewind_step is not None and rewind_step < start_step:
-            raise ConfigError(f"LotteryTicket: rewind_step {rewind_step} lies before start_step {start_step}")
-        self.prune = prune if callable(prune) else list(prune)
+        owner = "LotteryTicket"
+        if text(owner, "mode", mode) not in ("min", "max"):
+            raise ConfigError(f"{owner}: mode must be 'min' or 'max', got {mode!r}")
+        whole(owner, "start_step", start_step)
+        if rewind_step is not None and whole(owner, "rewind_step", rewind_step) < start_step:
+            raise ConfigError(f"{owner}: rewind_step {rewind_step} lies before start_step {start_step}")
+        text(owner, "monitor", monitor, optional=True)
+        for name, states in (("optimizer_state", optimizer_state), ("scheduler_state", scheduler_state)):
+            if states is not None and not (isinstance(states, list) and all(isinstance(s, dict) for s in states)):
+                raise ArgumentTypeError(f"{owner}: {name} must be a list of state dicts (one per {name[:-6]}), got "
+                                        f"{type(states).__name__}")
+        _check_masks(masks)
+        self.prune = prune if callable(prune) else list(names(owner, "prune", prune))
         self.masks: Masks = dict(masks or {})
         self.rewind_step, self.rewind_optimizer, self.start_step = rewind_step, rewind_optimizer, start_step
         self.monitor, self.mode = monitor, mode

@@ -15,12 +15,11 @@ from typing import Any
 
 import yaml
 
+from ticketbench.errors import ConfigError
+
 PRECISIONS = ("32-true", "bf16-mixed")  # as Lightning names them; see ticketbench.training.arithmetic
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # torch.compile modes
 BN_MODES = ("recompute", "interpolate")  # BatchNorm statistics along a path; see ticketbench.interpolation
-
-class ConfigError(ValueError):
-    """A task file or an override is invalid; the message is one line for the user."""
 
 
 def _option(default: Any) -> Any:

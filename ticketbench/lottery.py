@@ -34,13 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from torch import nn
 
-from ticketbench.config import NAME, ConfigError, PruningConfig
+from ticketbench.config import NAME, PruningConfig
 from ticketbench.controls import CONTROLS, TICKET
 from ticketbench.engine.arms import Arm, imp_arm
 from ticketbench.engine.loop import Observer, run_arms
 from ticketbench.engine.module_runner import ModuleNetwork, ModuleRunner
 from ticketbench.engine.observers import Terminal, Tracking
+from ticketbench.errors import ArgumentTypeError, ConfigError, names, number, text, whole
 from ticketbench.runs import RunDir, RunError
 from ticketbench.wandb_mode import WandbOptions, resolve_mode
 
@@ -68,12 +70,26 @@ class LotteryExperiment:
     optimizer_at_rewind: str = "fresh"  # or "rewind": optimizers and schedulers as they were at rewind_step
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prune", tuple(self.prune))
+        owner = "LotteryExperiment"
+        object.__setattr__(self, "prune", names(owner, "prune", self.prune))
+        text(owner, "name", self.name)
+        whole(owner, "levels", self.levels, 1)
+        whole(owner, "max_steps", self.max_steps, 1)
+        whole(owner, "rewind_step", self.rewind_step, 0)
+        number(owner, "rate", self.rate)
+        if not isinstance(self.rates, dict) or not all(isinstance(k, str) for k in self.rates):
+            raise ArgumentTypeError(f"{owner}: rates must be a dict of parameter names to rates, got {self.rates!r}")
+        for key, value in self.rates.items():
+            number(owner, f"rates[{key!r}]", value)
+        for key in ("scope", "mode", "test_metric", "optimizer_at_rewind"):
+            text(owner, key, getattr(self, key))
+        text(owner, "monitor", self.monitor, optional=True)
+        if not isinstance(self.trainer, dict):
+            raise ArgumentTypeError(f"{owner}: trainer must be a dict of Trainer arguments, got {self.trainer!r}")
         problems = [
             (not NAME.fullmatch(self.name), f"name {self.name!r} must be a plain directory name (letters, digits, "
                                             "'.', '_', '-')"),
             (not self.prune, "prune names no parameter"),
-            (self.levels < 1 or self.max_steps < 1, "levels and max_steps must be >= 1"),
             (not 0 <= self.rewind_step < self.max_steps,
              f"rewind_step must be in [0, max_steps), got {self.rewind_step}"),
             (not all(0 <= r < 1 for r in [self.rate, *self.rates.values()]), "rates must be in [0, 1)"),
@@ -113,19 +129,17 @@ class LotteryExperiment:
         level reads the ticket's mask of that level); return the run directories. ``wandb``: log
         each arm to its W&B run as the suite's tasks do (``WandbOptions(mode="offline")``; None:
         no W&B)."""
-        unknown = [c for c in controls if c not in CONTROLS]
-        if unknown:
-            raise ConfigError(f"unknown control {unknown[0]!r}; valid: {', '.join(CONTROLS)}")
+        out = _checked_run_arguments(make_module, datamodule, seed, controls, out)
         chosen = sorted(dict.fromkeys(controls), key=lambda c: c != TICKET.name)
         network = ModuleNetwork(self, make_module)
-        if TICKET.name not in chosen and not RunDir.for_arm(Path(out), self, seed, TICKET.arm).path.is_dir():
+        if TICKET.name not in chosen and not RunDir.for_arm(out, self, seed, TICKET.arm).path.is_dir():
             raise RunError(f"the controls need the winning tickets in "
-                           f"{RunDir.for_arm(Path(out), self, seed, TICKET.arm).path}; include 'none' in controls")
+                           f"{RunDir.for_arm(out, self, seed, TICKET.arm).path}; include 'none' in controls")
         if wandb is not None:
             wandb = dataclasses.replace(wandb, mode=resolve_mode(wandb.mode))
         runner = ModuleRunner(self, datamodule)
-        module = type(network.build(seed)).__qualname__ if runner.writes else None
-        arms = [imp_arm(network, Path(out), seed, control, ticket_alongside=True, module=module) for control in chosen]
+        module = type(network.build(seed)).__qualname__ if runner.writes else None  # checks the factory too
+        arms = [imp_arm(network, out, seed, control, ticket_alongside=True, module=module) for control in chosen]
 
         def observers(training: list[Arm]) -> list[Observer]:
             if not runner.writes:
@@ -135,3 +149,27 @@ class LotteryExperiment:
 
         run_arms(runner, arms, observers, echo)
         return [arm.run for arm in arms]
+
+
+def _checked_run_arguments(make_module: object, datamodule: object, seed: object, controls: object,
+                           out: object) -> Path:
+    """Refuse the arguments of :meth:`LotteryExperiment.run` that cannot work, before anything is
+    written; the output root as a path."""
+    owner = "LotteryExperiment.run"
+    if isinstance(make_module, nn.Module) or not callable(make_module):
+        raise ArgumentTypeError(f"{owner}: make_module must be a function that builds a fresh module (the class, or "
+                                f"lambda: MyModule(...)), got {type(make_module).__name__}: every level and control "
+                                "builds its own")
+    if not isinstance(datamodule, L.LightningDataModule):
+        raise ArgumentTypeError(f"{owner}: datamodule must be a LightningDataModule, got {type(datamodule).__name__}")
+    whole(owner, "seed", seed, 0, 2**32 - 1)
+    chosen = names(owner, "controls", controls)
+    unknown = [c for c in chosen if c not in CONTROLS]
+    if unknown or not chosen:
+        what = f"unknown control {unknown[0]!r}" if unknown else "controls names no arm"
+        raise ConfigError(f"{owner}: {what}; valid: {', '.join(CONTROLS)}")
+    if not isinstance(out, (str, Path)):
+        raise ArgumentTypeError(f"{owner}: out must be a directory path, got {out!r}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"{owner}: out {out} is a file; give a directory")
+    return Path(out)

@@ -21,6 +21,7 @@ from ticketbench.callback import LotteryTicket
 from ticketbench.config import ConfigError, PruningConfig
 from ticketbench.engine.arms import Arm, Network, Start
 from ticketbench.engine.observers import Tracking
+from ticketbench.errors import ArgumentTypeError
 from ticketbench.runs import Protocol, RunError
 from ticketbench.tracking import x_axis
 from ticketbench.training.arithmetic import record_fields
@@ -57,7 +58,11 @@ class ModuleNetwork(Network):
 
     def build(self, seed: int) -> nn.Module:
         L.seed_everything(seed % 2**32, verbose=False)  # Lightning takes 32-bit seeds
-        return self.make_module()
+        module = self.make_module()
+        if not isinstance(module, L.LightningModule):
+            raise ArgumentTypeError(f"LotteryExperiment.run: make_module returned a {type(module).__name__}, not a "
+                                    "LightningModule")
+        return module
 
     def roles(self, model: nn.Module) -> dict[str, str]:
         return {name: self.by_name[name] for name in LotteryTicket(self.experiment.prune).names(model)}
