@@ -269,3 +269,96 @@ def test_a_wrong_callback_argument_names_it(arguments: dict, error: type, messag
     given = {"prune": PRUNED} | arguments
     with pytest.raises(error, match=re.escape(f"LotteryTicket: {message}")):
         LotteryTicket(given.pop("prune"), **given)
+
+
+def test_two_tickets_in_one_trainer_keep_their_own_state(tmp_path) -> None:  # noqa: ANN001
+    first = {"net.0.weight": torch.rand(16, 8, generator=torch.Generator().manual_seed(1)) > 0.5}
+    second = {"net.2.weight": torch.rand(4, 16, generator=torch.Generator().manual_seed(2)) > 0.5}
+    tickets = [LotteryTicket(["net.0.weight"], masks=first, rewind_step=2),
+               LotteryTicket(["net.2.weight"], masks=second, rewind_step=3)]
+    module = _module("sgd")
+    trainer = L.Trainer(max_steps=4, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=tickets)
+    trainer.fit(module, _batch())
+    assert tickets[0].state_key != tickets[1].state_key
+    for name, mask in {**first, **second}.items():
+        assert not module.get_parameter(name)[~mask].any(), f"{name}: its own ticket's mask holds"
+    trainer.save_checkpoint(tmp_path / "two.ckpt")
+    resumed = [LotteryTicket(["net.0.weight"]), LotteryTicket(["net.2.weight"])]
+    L.Trainer(max_steps=5, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False, callbacks=resumed).fit(
+        _module("sgd"), _batch(), ckpt_path=tmp_path / "two.ckpt")
+    assert torch.equal(resumed[0].masks["net.0.weight"], first["net.0.weight"])
+    assert torch.equal(resumed[1].masks["net.2.weight"], second["net.2.weight"])
+    assert resumed[0].rewind_state is not None and resumed[1].step == 5
+
+
+def test_a_parameter_pruned_by_two_tickets_is_refused() -> None:
+    tickets = [LotteryTicket(["net.0.weight"]), LotteryTicket(["net.0.weight", "net.2.weight"])]
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, callbacks=tickets)
+    with pytest.raises(ValueError, match="net.0.weight is pruned by two LotteryTicket callbacks"):
+        trainer.fit(_module("sgd"), _batch())
+
+
+class EpochOrder(torch.utils.data.Sampler):
+    """Each epoch's order drawn from (seed, epoch): Lightning calls ``set_epoch``, so a fit resumed
+    at an epoch's end draws the orders an uninterrupted one draws."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch))
+                    .tolist())
+
+
+def _shuffled() -> DataLoader:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(16, 8, generator=gen)
+    dataset = TensorDataset(x, x[:, :4].argmax(1))
+    return DataLoader(dataset, batch_size=4, sampler=EpochOrder(len(dataset)))
+
+
+def _epochs(module: L.LightningModule, tmp_path, callbacks: list, ckpt_path=None) -> L.Trainer:  # noqa: ANN001
+    saving = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, every_n_epochs=1)
+    trainer = L.Trainer(max_epochs=4, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[saving, *callbacks])
+    trainer.fit(module, _shuffled(), ckpt_path=ckpt_path)
+    return trainer
+
+
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")
+@pytest.mark.parametrize("with_ticket", [False, True])
+def test_a_fit_resumed_from_an_epoch_end_checkpoint_ends_as_an_uninterrupted_one(with_ticket: bool,
+                                                                                 tmp_path) -> None:  # noqa: ANN001
+    """First plain Lightning (it resumes exactly here), then the same fit with the callback:
+    weights, masks, step, θ_k captured after the checkpoint and the optimizer and scheduler
+    states at k all equal the uninterrupted fit's."""
+    masks = {"net.0.weight": torch.rand(16, 8, generator=torch.Generator().manual_seed(4)) > 0.3}
+
+    def ticket() -> list:
+        return [LotteryTicket(["net.0.weight"], masks=masks, rewind_step=10, rewind_optimizer=True)] \
+            if with_ticket else []
+
+    whole, whole_callbacks = _module("sgd"), ticket()
+    _epochs(whole, tmp_path / "whole", whole_callbacks)
+    torch.manual_seed(99)  # another initialisation: everything must come from the checkpoint
+    resumed, resumed_callbacks = Small("sgd"), ticket()
+    _epochs(resumed, tmp_path / "resumed", resumed_callbacks, ckpt_path=tmp_path / "whole" / "epoch=1-step=8.ckpt")
+    for name, value in whole.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name
+    if with_ticket:
+        (a,), (b,) = whole_callbacks, resumed_callbacks
+        assert a.step == b.step == 16 and torch.equal(a.masks["net.0.weight"], b.masks["net.0.weight"])
+        assert all(torch.equal(a.rewind_state[k], b.rewind_state[k]) for k in a.rewind_state)
+        assert a.rewind_scheduler_state == b.rewind_scheduler_state
+        for mine, theirs in zip(a.rewind_optimizer_state[0]["state"].values(),
+                                b.rewind_optimizer_state[0]["state"].values(), strict=True):
+            assert torch.equal(mine["momentum_buffer"], theirs["momentum_buffer"])

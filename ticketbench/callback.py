@@ -153,6 +153,19 @@ class LotteryTicket(L.Callback):
         extra = sorted(set(self.masks) - set(names))
         if extra:
             raise ConfigError(f"LotteryTicket: masks given for {extra}, which are not pruned")
+        for other in trainer.callbacks:  # type: ignore[attr-defined]
+            shared = sorted(set(names) & set(other.masks)) if isinstance(other, LotteryTicket) and other is not self \
+                else []
+            if shared:
+                raise ConfigError(f"LotteryTicket: {shared[0]} is pruned by two LotteryTicket callbacks of this "
+                                  "Trainer; each parameter belongs to one")
+
+    @property
+    def state_key(self) -> str:
+        """Unique among several of these callbacks in one Trainer (each prunes its own parameters),
+        so that each restores its own state from a checkpoint."""
+        chosen = getattr(self.prune, "__qualname__", repr(self.prune)) if callable(self.prune) else self.prune
+        return self._generate_state_key(prune=chosen)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._module, self._trainer = pl_module, trainer
