@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ticketbench import LotteryExperiment, LotteryTicket
+from ticketbench.runs import RunDir
 
 PRUNED = ["net.0.weight", "net.2.weight"]
 K = 5  # the rewind step
@@ -362,3 +363,24 @@ def test_a_fit_resumed_from_an_epoch_end_checkpoint_ends_as_an_uninterrupted_one
         for mine, theirs in zip(a.rewind_optimizer_state[0]["state"].values(),
                                 b.rewind_optimizer_state[0]["state"].values(), strict=True):
             assert torch.equal(mine["momentum_buffer"], theirs["momentum_buffer"])
+
+
+@pytest.mark.slow
+def test_the_cnn_example_rewinds_late_with_its_optimizer(tmp_path) -> None:  # noqa: ANN001
+    """examples/cnn_bn_tickets.py: BatchNorm, SGD momentum and a step schedule, k = 30 of 300."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "examples" / "cnn_bn_tickets.py"
+    spec = importlib.util.spec_from_file_location("cnn_bn_tickets", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(str(tmp_path))
+    runs = {run.name.split("-seed")[0]: run for run in (tmp_path / "mnist1d-cnn-bn").iterdir()}
+    imp, reinit = (RunDir(runs[arm]) for arm in ("imp", "reinit"))
+    assert [r["level"] for r in imp.records()] == [0, 1, 2, 3, 4]
+    assert [r["level"] for r in reinit.records()] == [1, 2, 3, 4]
+    assert all(r["start_step"] == 30 and r["steps"] == 270 for r in imp.records()[1:])
+    state = imp.load_rewind_optimizer()
+    assert state["schedulers"][0]["last_epoch"] == 30 and "momentum_buffer" in state["optimizers"][0]["state"][0]
+    assert imp.load_rewind()["features.1.num_batches_tracked"] == 30, "θ_k holds BatchNorm's statistics at k"
