@@ -16,9 +16,9 @@ from conftest import SWEEP_GRID as GRID
 from conftest import sweep_masks, sweep_records, wait_for
 from test_cli import ticketbench
 
-from ticketbench.config import ConfigError
+from ticketbench.config import ConfigError, load_task
 from ticketbench.seeds import parse_seeds
-from ticketbench.sweep.slurm import SlurmOptions, parse_time
+from ticketbench.sweep.slurm import SlurmOptions, level_outlasts, parse_time
 
 
 @pytest.mark.parametrize(("text", "seeds"), [("0-4", [0, 1, 2, 3, 4]), ("0,3,7", [0, 3, 7]), ("0-2,7,1", [0, 1, 2, 7]),
@@ -38,6 +38,7 @@ def test_bad_seeds_are_refused(text: str) -> None:
     (["--arms", "none,shuffle"], "unknown control 'shuffle'"),
     (["--method", "snip", "--arms", "reinit"], "--arms and --method exclude each other"),
     (["--executor", "slurm", "--time", "soon"], "--time: 'soon' is not a time limit"),
+    (["--executor", "slurm", "--time", "2"], "--time 2 min is not longer than the 2-minute warning SLURM sends"),
     (["--executor", "slurm", "--sbatch", "account"], "--sbatch 'account': expected KEY=VALUE"),
     (["--executor", "slurm", "--slurm-config", "{missing}"], "--slurm-config {missing}: no such file"),
     (["--arms", "reinit"], "needs the winning-ticket mask"),
@@ -72,6 +73,18 @@ def test_slurm_options_come_from_yaml_and_flags(tmp_path: Path) -> None:
     config.write_text("cpus: 0\n")
     with pytest.raises(ConfigError, match="cpus must be >= 1"):
         SlurmOptions.load(config)
+
+
+def test_a_time_limit_shorter_than_a_level_is_said_with_both_numbers() -> None:
+    lenet = load_task("lenet300-mnist")  # 320 s a level measured on one CPU thread
+    assert level_outlasts(lenet, 60, ("run",)) is None
+    assert level_outlasts(lenet, 5, ("run",)) == (
+        "sweep: warning: a level of lenet300-mnist takes about 5.3 min on one CPU thread, longer than --time 5 min "
+        "less SLURM's 2-minute warning; without --checkpoint-every a level that outlasts the limit starts again "
+        "from its beginning at every requeue and never finishes")
+    assert level_outlasts(lenet, 5, ("run", "--checkpoint-every", "2")).endswith(
+        "each requeued job resumes its level from the last checkpoint (--checkpoint-every)")
+    assert "6.1 h" in level_outlasts(load_task("conv6-cifar10"), 240, ("run",))  # projected from a step's time
 
 
 def test_the_local_sweep_equals_separate_runs_and_resumes_to_done(tmp_path: Path, sweep_by_hand: Path) -> None:

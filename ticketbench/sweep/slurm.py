@@ -19,9 +19,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ticketbench.config import ConfigError, parse_yaml, read_text
+from ticketbench.catalog import CPU_LEVEL_SECONDS, CPU_STEP_SECONDS, duration, projected_level_seconds
+from ticketbench.config import ConfigError, TaskConfig, load_task, parse_yaml, read_text
 from ticketbench.sweep.jobs import Job, SweepDir, end_job, start_job, thread_env
 
+WARNING_MINUTES = 2  # SLURM signals a job this long before its time limit (submitit's signal_delay_s)
 TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
 
@@ -77,6 +79,10 @@ class SlurmOptions:
         try:
             if "time" in values:
                 values["time"] = parse_time(values["time"])
+                if values["time"] <= WARNING_MINUTES:
+                    raise ConfigError(f"--time {values['time']} min is not longer than the {WARNING_MINUTES}-minute "
+                                      "warning SLURM sends before the limit: every job would be requeued at once, "
+                                      f"again and again; give more than {WARNING_MINUTES} minutes")
             for key in ("cpus", "gpus", "max_requeues"):
                 if key in values:
                     values[key] = int(values[key])
@@ -96,7 +102,7 @@ class SlurmOptions:
     def parameters(self) -> dict[str, Any]:
         """submitit's SlurmExecutor parameters."""
         params: dict[str, Any] = {"time": self.time, "cpus_per_task": self.cpus, "ntasks_per_node": 1,
-                                  "signal_delay_s": 120, "stderr_to_stdout": True,
+                                  "signal_delay_s": 60 * WARNING_MINUTES, "stderr_to_stdout": True,
                                   "additional_parameters": {"requeue": True, **self.sbatch}}
         if self.partition:
             params["partition"] = self.partition
@@ -138,6 +144,24 @@ class SlurmTask:
         return submitit.helpers.DelayedSubmission(self)
 
 
+def level_outlasts(task: TaskConfig, minutes: int, argv: tuple[str, ...]) -> str | None:
+    """One line when a level of ``task``, as measured or projected on one CPU thread, outlasts a
+    job's time limit less SLURM's warning (None when it fits or was never measured)."""
+    if task.name in CPU_LEVEL_SECONDS:
+        seconds = CPU_LEVEL_SECONDS[task.name] * task.max_steps / load_task(task.name).max_steps
+    elif task.name in CPU_STEP_SECONDS:
+        seconds = projected_level_seconds(task, *CPU_STEP_SECONDS[task.name])
+    else:
+        return None
+    if seconds <= 60 * (minutes - WARNING_MINUTES):
+        return None
+    then = ("each requeued job resumes its level from the last checkpoint (--checkpoint-every)"
+            if "--checkpoint-every" in argv else "without --checkpoint-every a level that outlasts the limit starts "
+            "again from its beginning at every requeue and never finishes")
+    return (f"sweep: warning: a level of {task.name} takes about {duration(seconds)} on one CPU thread, longer than "
+            f"--time {minutes} min less SLURM's {WARNING_MINUTES}-minute warning; {then}")
+
+
 def submit(sweep: SweepDir, jobs: list[Job], options: SlurmOptions, echo: Callable[[str], None] = print) -> int:
     """Submit every job with levels left that is neither queued nor running, as one job array."""
     try:
@@ -157,6 +181,10 @@ def submit(sweep: SweepDir, jobs: list[Job], options: SlurmOptions, echo: Callab
     if not todo:
         echo("sweep: nothing to submit")
         return 0
+    if not options.gpus:
+        for line in dict.fromkeys(level_outlasts(job.task, options.time, job.argv) for job in todo):
+            if line:
+                echo(line)
     executor = submitit.SlurmExecutor(folder=sweep.path / "slurm", max_num_timeout=options.max_requeues)
     executor.update_parameters(job_name=f"ticketbench-{sweep.path.name}", **options.parameters())
     try:
