@@ -384,3 +384,12 @@ def test_the_cnn_example_rewinds_late_with_its_optimizer(tmp_path) -> None:  # n
     state = imp.load_rewind_optimizer()
     assert state["schedulers"][0]["last_epoch"] == 30 and "momentum_buffer" in state["optimizers"][0]["state"][0]
     assert imp.load_rewind()["features.1.num_batches_tracked"] == 30, "θ_k holds BatchNorm's statistics at k"
+
+
+def test_an_experiment_trains_a_compiled_module(tmp_path) -> None:  # noqa: ANN001
+    (run,) = _experiment().run(lambda: torch.compile(Logged("adam"), backend="eager"), Data(), out=tmp_path,
+                               echo=lambda _: None)
+    records = run.records()
+    assert [r["level"] for r in records] == [0, 1] and all(r["compile"] == "by-user" for r in records)
+    masks = run.load_masks(1)
+    assert all(int((~masks[n]).sum()) == round(0.2 * masks[n].numel()) for n in PRUNED)

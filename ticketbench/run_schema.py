@@ -45,7 +45,7 @@ class LevelRecord(BaseModel):
     diverged: bool
     deterministic: bool = False
     precision: Literal[TRAINER_PRECISIONS] = "32-true"  # type: ignore[valid-type]
-    compile: Literal[COMPILE_MODES] = "off"  # type: ignore[valid-type]
+    compile: Literal[(*COMPILE_MODES, "by-user")] = "off"  # type: ignore[valid-type]  # by-user: a compiled module
     tf32: bool = False
     channels_last: bool = False
 

@@ -15,7 +15,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.compile import from_compiled
 from torch import nn
+from torch._dynamo.eval_frame import OptimizedModule
 
 from ticketbench.callback import LotteryTicket
 from ticketbench.config import ConfigError, PruningConfig
@@ -59,6 +61,8 @@ class ModuleNetwork(Network):
     def build(self, seed: int) -> nn.Module:
         L.seed_everything(seed % 2**32, verbose=False)  # Lightning takes 32-bit seeds
         module = self.make_module()
+        if isinstance(module, OptimizedModule) and isinstance(module._orig_mod, L.LightningModule):
+            module = from_compiled(module)  # torch.compile(module): Lightning trains the module, compiled
         if not isinstance(module, L.LightningModule):
             raise ArgumentTypeError(f"LotteryExperiment.run: make_module returned a {type(module).__name__}, not a "
                                     "LightningModule")
@@ -134,7 +138,8 @@ class ModuleRunner:
             rewind_optimizer_state={"optimizers": ticket.rewind_optimizer_state,
                                     "schedulers": ticket.rewind_scheduler_state} if ticket.rewind_optimizer else None,
             channels_last=False,
-            arithmetic=record_fields(str(trainer.precision), "off", trainer.strategy.root_device, False),
+            arithmetic=record_fields(str(trainer.precision), "by-user" if getattr(module, "_compiler_ctx", None)
+                                     else "off", trainer.strategy.root_device, False),
             about={"monitor": ex.monitor, "monitor_at_early_stop": ticket.best_value if found else None})]
 
     def _test(self, trainer: L.Trainer, module: L.LightningModule) -> float:
