@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ticketbench.atomic import save_figure
+from ticketbench.controls import TICKET
 from ticketbench.scoring import RunSet, Unmeasurable, accuracy_pct, nearest_level
 from ticketbench.stats import Interval
 
-REFERENCE = "imp"
+REFERENCE = TICKET.arm
 
 
 @dataclass

@@ -20,10 +20,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Control:
-    """One control: its name, the arm its run directory is named by, and its two transforms."""
+    """One control: its name, the arm its run directory is named by, how figures show it, and its
+    two transforms."""
 
     name: str
     arm: str
+    label: str  # in figures and tables
+    color: str  # in figures (a matplotlib color)
     fresh_init: bool = False  # train from an initialisation of the seed stream "reinit"
     shuffle: str | None = None  # seed stream of the random positions (None: the ticket's own mask)
 
@@ -43,9 +46,10 @@ class Control:
         return random_masks(ticket, {n: int(m.sum()) for n, m in ticket.items()}, generator(seed, self.shuffle, level))
 
 
-TICKET = Control("none", "imp")
-CONTROLS = {c.name: c for c in (TICKET, Control("reinit", "reinit", fresh_init=True),
-                                Control("random-prune", "random-prune", shuffle="random-prune"))}
-SANITY = {c.name: c for c in (Control("shuffle", "+shuffle", shuffle="shuffle"),
-                              Control("reinit", "+reinit", fresh_init=True))}
+TICKET = Control("none", "imp", "winning ticket", "tab:blue")
+CONTROLS = {c.name: c for c in (TICKET, Control("reinit", "reinit", "random reinit", "tab:orange", fresh_init=True),
+                                Control("random-prune", "random-prune", "random pruning", "tab:green",
+                                        shuffle="random-prune"))}
+SANITY = {c.name: c for c in (Control("shuffle", "+shuffle", "shuffled masks", "tab:purple", shuffle="shuffle"),
+                              Control("reinit", "+reinit", "reinitialised", "tab:brown", fresh_init=True))}
 ARMS = tuple(c.arm for c in CONTROLS.values())  # the arms of an IMP experiment's run directories

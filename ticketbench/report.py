@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ticketbench.atomic import save_figure
+from ticketbench.controls import CONTROLS, TICKET
 from ticketbench.run_schema import STABLE_BELOW
 from ticketbench.runs import RunDir, StabilityDir
 from ticketbench.scoring import ClaimResult, RunSet, accuracy_pct, one_configuration
 from ticketbench.stats import Interval
 
-ARM_STYLE = {"imp": ("winning ticket", "tab:blue"), "reinit": ("random reinit", "tab:orange"),
-             "random-prune": ("random pruning", "tab:green")}
+ARM_STYLE = {c.arm: (c.label, c.color) for c in CONTROLS.values()}  # the arms of an IMP experiment
 
 
 def _pct(value: float | None) -> str:
@@ -191,7 +191,7 @@ def _reference_points(results: list[ClaimResult], quantity: str, dense: float | 
     points = []
     for r in results:
         m, c = r.claim.metric, r.claim
-        if m.p_m is None or m.arm != "imp":
+        if m.p_m is None or m.arm != TICKET.arm:
             continue
         if quantity != "early_stop_step" and m.quantity == quantity:
             if m.kind == "value":
@@ -212,10 +212,10 @@ def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[
     import matplotlib.pyplot as plt
 
     arms = [a for a in ARM_STYLE if any(a in s for s in run_set.seeds.values())]
-    if "imp" not in arms:  # the figures are drawn against the winning tickets
+    if TICKET.arm not in arms:  # the figures are drawn against the winning tickets
         return []
     written = []
-    early_stops = bool(_curves(run_set, "imp", "early_stop_step")[0])  # tasks without validation have none
+    early_stops = bool(_curves(run_set, TICKET.arm, "early_stop_step")[0])  # tasks without validation have none
     panels = [("test_acc_at_early_stop", "Test accuracy at early stop (%)", "accuracy"),
               ("early_stop_step", "Early-stop iteration (min. validation loss)", "early_stop")]
     if not early_stops:
@@ -227,7 +227,7 @@ def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[
             color = ARM_STYLE[arm][1]
             ax.plot(x, mean, marker="o", ms=3.5, color=color, label=arm_label(run_set, arm))
             ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)  # the seeds' range; none for one
-        dense_x, dense_y, _, _ = curves.get("imp", ([], [], [], []))
+        dense_x, dense_y, _, _ = curves.get(TICKET.arm, ([], [], [], []))
         dense = dense_y[0] if dense_x and dense_x[0] == 100.0 else None
         if dense is not None:
             ax.axhline(dense, color="gray", linestyle=":", linewidth=1, label="dense (measured)")

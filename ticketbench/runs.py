@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ticketbench.atomic import atomic_write, write_json, write_text
+from ticketbench.controls import TICKET
 from ticketbench.device import default_device, tf32_policy
 from ticketbench.pruning.masks import Masks, load_masks, mask_problem, save_masks
 from ticketbench.run_schema import ANALYSIS_ARMS, LevelRecord, Meta, PathRecord, check
@@ -84,7 +85,7 @@ def levels_asked(meta: dict[str, Any]) -> int | None:
     if "at_levels" in meta:
         return len(meta["at_levels"])
     planned = meta.get("levels")
-    return None if planned is None else planned - meta.get("first_level", 0 if meta["arm"] == "imp" else 1)
+    return None if planned is None else planned - meta.get("first_level", 0 if meta["arm"] == TICKET.arm else 1)
 
 
 def finite_or_none(value: float | None) -> float | None:

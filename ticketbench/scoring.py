@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ticketbench.controls import TICKET
 from ticketbench.references import Claim, Metric, References
 from ticketbench.run_schema import STABLE_BELOW
 from ticketbench.runs import RunDir, RunError, StabilityDir, levels_asked, open_run
@@ -168,9 +169,9 @@ def _per_level(metric: Metric, arms: dict[str, Records]) -> Callable[[dict], flo
     if metric.kind == "value":
         return lambda rec: _quantity(rec, q)
     if metric.kind in ("delta_to_dense", "speedup_vs_dense"):
-        if 0 not in arms.get("imp", {}):
+        if 0 not in arms.get(TICKET.arm, {}):
             raise Unmeasurable("no dense level (imp arm, level 0)")
-        dense = _quantity(arms["imp"][0], q)
+        dense = _quantity(arms[TICKET.arm][0], q)
         if metric.kind == "delta_to_dense":
             return lambda rec: _quantity(rec, q) - dense
         return lambda rec: dense / _quantity(rec, q)
