@@ -62,9 +62,10 @@ def from_namespace(options: type[T], namespace: argparse.Namespace) -> T:
 
 
 def to_argv(options: Any, kind: str | None = None) -> list[str]:
-    """The argv that parses back to ``options``: every option that is set (not None, False or
-    empty), in declaration order, paths made absolute; an option that ``applies`` to IMP arms or to
-    a method only is written for that ``kind`` of run (by default: "method" when a method is set)."""
+    """The argv that parses back to ``options``: every option that is set (not None, a False flag
+    or empty; a ``--x/--no-x`` option either way), in declaration order, paths made absolute; an
+    option that ``applies`` to IMP arms or to a method only is written for that ``kind`` of run (by
+    default: "method" when a method is set)."""
     if kind is None:
         kind = "method" if getattr(options, "method", None) else "imp"
     argv: list[str] = []

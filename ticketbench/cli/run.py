@@ -3,6 +3,7 @@ the argv of a sweep's job, which is such a command."""
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 from ticketbench.cli import shared, values
@@ -10,6 +11,9 @@ from ticketbench.cli.options import group, option, to_argv
 from ticketbench.cli.registry import command
 from ticketbench.config import ConfigError, TaskConfig
 from ticketbench.controls import CONTROLS
+
+if typing.TYPE_CHECKING:
+    from ticketbench.engine.arms import Arm
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def job_argv(options: RunOptions) -> list[str]:
     return ["run", *to_argv(options)]
 
 
-def plan(options: RunOptions) -> tuple[TaskConfig, list]:
+def plan(options: RunOptions) -> tuple[TaskConfig, list[Arm]]:
     """The task and the arms a ``run`` command trains (checked, nothing written)."""
     from ticketbench.engine.suite_runner import suite_arm
 

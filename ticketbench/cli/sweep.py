@@ -4,6 +4,7 @@ argv is written from the sweep's options; trained on local processes or SLURM.""
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from ticketbench.cli.registry import command, parse
 from ticketbench.cli.run import RunOptions, job_argv, plan
 from ticketbench.config import ConfigError, TaskConfig
 from ticketbench.controls import CONTROLS
+
+if typing.TYPE_CHECKING:
+    from ticketbench.sweep.jobs import Job
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ PASSED_ON = sorted({f.name for f in dataclasses.fields(SweepOptions)} & {f.name 
                    - {"method"})
 
 
-def sweep_jobs(options: SweepOptions) -> list:
+def sweep_jobs(options: SweepOptions) -> list[Job]:
     """The grid of ``sweep`` as jobs: task x seed x (all arms together | each method)."""
     from ticketbench.seeds import parse_seeds
     from ticketbench.sweep.jobs import Job
@@ -83,7 +87,7 @@ def sweep_jobs(options: SweepOptions) -> list:
         raise ConfigError("--arms and --method exclude each other: a sweep trains IMP arms or pruning methods")
     controls = ",".join(values.controls(options.arms))
     passed = {name: getattr(options, name) for name in PASSED_ON}
-    jobs = []
+    jobs: list[Job] = []
     for name in options.tasks:
         task_ref = str(Path(name).resolve()) if name.endswith((".yaml", ".yml")) else name
         for seed in seeds:
@@ -125,7 +129,7 @@ def sweep(options: SweepOptions) -> int:
     from ticketbench.sweep.jobs import SweepDir, job_status
 
     jobs = sweep_jobs(options)
-    sweep = SweepDir.for_jobs(options.output.out, jobs)
+    sweep_dir = SweepDir.for_jobs(options.output.out, jobs)
     if options.executor == "slurm":
         from ticketbench.sweep.slurm import SlurmOptions
 
@@ -137,8 +141,8 @@ def sweep(options: SweepOptions) -> int:
     if options.status or not pending:
         from ticketbench.sweep.slurm import squeue
 
-        queued = squeue() if any(sweep.state(j.name).get("executor") == "slurm" for j in jobs) else {}
-        rows = [job_status(sweep, job, queued).row() for job in jobs]
+        queued = squeue() if any(sweep_dir.state(j.name).get("executor") == "slurm" for j in jobs) else {}
+        rows = [job_status(sweep_dir, job, queued).row() for job in jobs]
         print(text_table(rows, list(rows[0])), end="")
         done = sum(r["state"] == "done" for r in rows)
         print(f"sweep: {done} of {len(jobs)} job(s) done" + ("; nothing to train" if not pending else ""))
@@ -146,7 +150,7 @@ def sweep(options: SweepOptions) -> int:
     if options.executor == "slurm":
         from ticketbench.sweep.slurm import submit
 
-        return submit(sweep, jobs, slurm)
+        return submit(sweep_dir, jobs, slurm)
     from ticketbench.sweep.local import run_local
 
-    return run_local(sweep, jobs, options.jobs, options.threads)
+    return run_local(sweep_dir, jobs, options.jobs, options.threads)
