@@ -1,0 +1,52 @@
+"""The ``ticketbench`` command: one module per command (or family of commands), each registering
+its options dataclass and the function that runs it (:mod:`ticketbench.cli.registry`); here the
+entry point, which turns every expected failure into one line and an exit code."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import os
+import signal
+import sys
+
+from ticketbench.cli.registry import Command, parse, parser
+from ticketbench.config import ConfigError
+from ticketbench.data import DataError
+from ticketbench.interrupt import Interrupted, stop_on_signals
+from ticketbench.runs import RunError
+
+__all__ = ["main", "parser"]
+
+for _module in ("run", "sweep", "instability", "browse", "verdicts"):  # each registers its commands, in help order
+    importlib.import_module(f"{__name__}.{_module}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    chosen: Command | None = None
+    try:
+        with stop_on_signals():
+            chosen, options = parse(argv)
+            return chosen.run(options) or 0
+    except Interrupted as stop:
+        kept = chosen.kept if chosen else None
+        what = f"{kept} is kept: run the same command to resume" if kept else "nothing was left half-written"
+        print(f"ticketbench: stopped by {stop.name}; {what}", file=sys.stderr)
+        return stop.exit_code
+    except (ConfigError, DataError, RunError) as err:
+        print(f"ticketbench: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader of our output went away (e.g. `ticketbench runs | head -1`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 128 + signal.SIGPIPE
+    except OSError as err:  # a full disk or a write refused: the atomic writes kept every finished file
+        print(f"ticketbench: error: {_os_error(err)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(err: OSError) -> str:
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"disk full while writing{where}; every finished level is intact: free space and run the same "
+                "command again to resume")
+    return f"{err.strerror or err}{where}"
