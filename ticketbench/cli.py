@@ -12,6 +12,8 @@ import sys
 import typing
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ticketbench.config import (
@@ -646,10 +648,31 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _settings_kept() -> Iterator[None]:
+    """Put back what a command changes for the whole process (the warning filters, Lightning's log
+    level, torch's choice of kernels under --deterministic), so that a program can call ``main``
+    more than once."""
+    import torch
+
+    lightning = logging.getLogger("lightning.pytorch")
+    level = lightning.level
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        lightning.setLevel(level)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+
+
 def main(argv: list[str] | None = None) -> int:
     args = None
     try:
-        with stop_on_signals():
+        with stop_on_signals(), _settings_kept():
             args = parser().parse_args(argv)
             return _dispatch(args)
     except Interrupted as stop:
