@@ -58,6 +58,30 @@ def _real_data(filename: str) -> Path:
     return Path(chosen)
 
 
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory on sys.path where a test installs throwaway distributions (:func:`install`);
+    the registry of pruning methods is the test's own, as in a new process."""
+    from ticketbench.pruning import methods
+
+    path = tmp_path / "site"
+    path.mkdir()
+    monkeypatch.syspath_prepend(str(path))
+    monkeypatch.setattr(methods, "_REGISTRY", dict(methods._REGISTRY))
+    monkeypatch.setattr(methods, "_BROKEN", dict(methods._BROKEN))
+    return path
+
+
+def install(site: Path, name: str, module: str, source: str, entry_points: str) -> None:
+    """Distribution ``name`` in ``site`` as pip leaves one: ``module``.py holding ``source`` and a
+    .dist-info declaring ``entry_points`` (lines ``NAME = MODULE:FUNCTION``) in ticketbench.methods."""
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[ticketbench.methods]\n{entry_points}")
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     return _real_data("mnist.npz")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_cli import ticketbench
+from test_cli import ticketbench, ticketbench_process
 
 from ticketbench.config import load_task, override
 from ticketbench.training.imp import run_imp
@@ -17,9 +17,10 @@ def test_conv2_on_real_cifar10_learns(real_cifar_dir, tmp_path) -> None:
 
 
 def test_mnist1d_default_task_end_to_end(tmp_path) -> None:
-    """`ticketbench run` with no task trains MNIST-1D offline; the control follows; score reads both."""
+    """`ticketbench run` with no task trains MNIST-1D offline, through the installed console script;
+    the control follows; score reads both."""
     base = ["--levels", "2", "--out", str(tmp_path)]
-    first = ticketbench("run", *base)
+    first = ticketbench_process("run", *base)
     assert first.returncode == 0, first.stderr
     assert "mnist1d-mlp" in first.stdout and "level  1  P_m  80.00%" in first.stdout
     control = ticketbench("run", "mnist1d-mlp", "--control", "random-prune", *base)
