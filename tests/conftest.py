@@ -50,6 +50,12 @@ def tiny_task() -> TaskConfig:
     return override(load_task("lenet300-mnist"), val_size=100, batch_size=20, max_steps=40, eval_every=10, levels=3)
 
 
+def slow_params(values: list, slow: list) -> list:
+    """``values`` to parametrize a test with, those in ``slow`` marked slow (the default run keeps
+    the others: the same path, shorter)."""
+    return [pytest.param(v, marks=pytest.mark.slow) if v in slow else v for v in values]
+
+
 def _real_data(filename: str) -> Path:
     """The directory of the verified real datasets (TICKETBENCH_DATA); skips when ``filename`` is absent."""
     chosen = os.environ.get("TICKETBENCH_DATA")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import install
+from conftest import install, slow_params
 from ticketbench_baselines.grasp import TEMPERATURE
 from ticketbench_baselines.synflow import synflow_scores
 from torch import nn
@@ -106,7 +106,7 @@ def _lenet_request(density: float, model: nn.Module | None = None) -> PruneReque
     return request(model, density, x, y, trained=build_model("lenet300", 1))
 
 
-@pytest.mark.parametrize("density", [0.512, 0.21, 0.086, 0.035, 0.014])
+@pytest.mark.parametrize("density", slow_params([0.512, 0.21, 0.086, 0.035, 0.014], [0.512, 0.21, 0.086, 0.035]))
 def test_every_baseline_meets_the_density_exactly(density: float) -> None:
     for name in method_names():
         req = _lenet_request(density)
