@@ -50,12 +50,44 @@ def tiny_task() -> TaskConfig:
     return override(load_task("lenet300-mnist"), val_size=100, batch_size=20, max_steps=40, eval_every=10, levels=3)
 
 
+def slow_params(values: list, slow: list) -> list:
+    """``values`` to parametrize a test with, those in ``slow`` marked slow (the default run keeps
+    the others: the same path, shorter)."""
+    return [pytest.param(v, marks=pytest.mark.slow) if v in slow else v for v in values]
+
+
 def _real_data(filename: str) -> Path:
     """The directory of the verified real datasets (TICKETBENCH_DATA); skips when ``filename`` is absent."""
     chosen = os.environ.get("TICKETBENCH_DATA")
     if not chosen or not (Path(chosen) / filename).is_file():
         pytest.skip(f"real data not available: set TICKETBENCH_DATA to a directory holding {filename}")
     return Path(chosen)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory on sys.path where a test installs throwaway distributions (:func:`install`);
+    the registry of pruning methods is the test's own, as in a new process."""
+    from ticketbench.pruning import methods
+
+    path = tmp_path / "site"
+    path.mkdir()
+    monkeypatch.syspath_prepend(str(path))
+    monkeypatch.setattr(methods, "_REGISTRY", dict(methods._REGISTRY))
+    monkeypatch.setattr(methods, "_BROKEN", dict(methods._BROKEN))
+    monkeypatch.setattr(methods, "_REFUSED", dict(methods._REFUSED))
+    monkeypatch.setattr(methods, "_BUILT_IN", set(methods._BUILT_IN))
+    return path
+
+
+def install(site: Path, name: str, module: str, source: str, entry_points: str) -> None:
+    """Distribution ``name`` in ``site`` as pip leaves one: ``module``.py holding ``source`` and a
+    .dist-info declaring ``entry_points`` (lines ``NAME = MODULE:FUNCTION``) in ticketbench.methods."""
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[ticketbench.methods]\n{entry_points}")
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ def _half_masks(task_model: str, seed: int) -> dict[str, torch.Tensor]:
     return {n: torch.rand(m.shape, generator=generator) < 0.5 for n, m in full_masks(model, list(model.roles)).items()}
 
 
+@pytest.mark.slow
 def test_compiled_level_equals_eager_and_keeps_masks_exact(tiny_task, fake_data_dir) -> None:
     task = override(tiny_task, max_steps=100, eval_every=50)
     masks = [_half_masks(task.model, s) for s in (0, 1)]
@@ -45,6 +46,7 @@ def test_compiled_level_equals_eager_and_keeps_masks_exact(tiny_task, fake_data_
         assert compiled_results[k].early_stop_step == eager_results[k].early_stop_step
 
 
+@pytest.mark.slow
 def test_compiled_batchnorm_replicas_equal_eager(fake_cifar_dir) -> None:
     task = override(load_task("resnet20-cifar10"), val_size=50, batch_size=8, max_steps=1, eval_every=1,
                     rewind_step=0, levels=1)
@@ -56,6 +58,7 @@ def test_compiled_batchnorm_replicas_equal_eager(fake_cifar_dir) -> None:
             assert torch.allclose(compiled.state(k)[name].double(), value.double(), rtol=1e-5, atol=1e-6), name
 
 
+@pytest.mark.slow
 def test_bf16_mixed_learns_what_float32_learns_with_float32_weights() -> None:
     # a tenth of the task's learning rate: at Adam 2e-2 the final accuracies of one run swing by
     # several points with any change of rounding (measured: train accuracy 96.9% in float32 and

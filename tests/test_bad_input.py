@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import one_line_error, snapshot
+from conftest import install, one_line_error, snapshot
 from test_cli import ticketbench
 
 SHORT = ["--max-steps", "20", "--eval-every", "10", "--wandb", "off"]
@@ -374,52 +374,40 @@ def test_wandb_settings_that_cannot_work_are_refused_before_writing(env: dict[st
 
 
 @pytest.fixture
-def plugins(tmp_path: Path) -> dict[str, str]:
-    """An installed distribution (a .dist-info on PYTHONPATH) declaring one plug-in that fails to
-    import and one that returns NaN scores."""
-    site = tmp_path / "site"
-    info = site / "bad_plugins-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-plugins\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[ticketbench.methods]\nbroken = no_such_module:scores\n"
-                                           "nan-scores = bad_plugins:nan_scores\n")
-    (site / "bad_plugins.py").write_text(
-        "import torch\n\ndef nan_scores(request):\n"
-        "    return {n: torch.full(m.shape, float('nan')) for n, m in request.masks.items()}\n")
-    return {"PYTHONPATH": str(site)}
+def plugins(site: Path) -> None:
+    """An installed distribution declaring one plug-in that fails to import and one that returns
+    NaN scores."""
+    install(site, "bad-plugins", "bad_plugins",
+            "import torch\n\ndef nan_scores(request):\n"
+            "    return {n: torch.full(m.shape, float('nan')) for n, m in request.masks.items()}\n",
+            "broken = no_such_module:scores\nnan-scores = bad_plugins:nan_scores\n")
 
 
-def test_a_broken_plugin_is_listed_and_the_others_still_work(plugins: dict[str, str], earlier: Path,
-                                                             tmp_path: Path) -> None:
-    listed = ticketbench("methods", env=plugins)
+@pytest.mark.usefixtures("plugins")
+def test_a_broken_plugin_is_listed_and_the_others_still_work(earlier: Path, tmp_path: Path) -> None:
+    listed = ticketbench("methods")
     assert listed.returncode == 0, listed.stderr
     assert "snip" in listed.stdout and "nan-scores" in listed.stdout
     (line,) = [line for line in listed.stdout.splitlines() if line.startswith("broken ")]
     assert "BROKEN: entry point no_such_module:scores fails to import (ModuleNotFoundError" in line
     assert "method broken is installed but broken" in _refused(
-        *RUN, "--method", "broken", "--out", str(earlier), untouched=earlier, env=plugins)
-    error = _refused(*RUN, "--method", "nan-scores", "--densities", "50", "--out", str(tmp_path), env=plugins,
-                     untouched=earlier)
+        *RUN, "--method", "broken", "--out", str(earlier), untouched=earlier)
+    error = _refused(*RUN, "--method", "nan-scores", "--densities", "50", "--out", str(tmp_path), untouched=earlier)
     assert "method nan-scores: fc1.weight has 20000 NaN score(s)" in error
     assert not list(tmp_path.glob("mnist1d-mlp/*/masks/level_01.npz")), "no mask from a refused answer"
     assert ticketbench(*RUN, "--levels", "2", "--method", "magnitude-init", "--densities", "50",
-                       "--out", str(tmp_path), env=plugins).returncode == 0
+                       "--out", str(tmp_path)).returncode == 0
 
 
-def test_a_plugin_cannot_take_a_built_in_methods_name(tmp_path: Path) -> None:
+def test_a_plugin_cannot_take_a_built_in_methods_name(site: Path) -> None:
     """One plug-in declares the entry point ``snip``, another registers ``snip`` with @method: the
     first is refused, the second is broken, and ``snip`` stays the built-in SNIP."""
-    site = tmp_path / "site"
-    info = site / "impostors-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: impostors\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[ticketbench.methods]\nsnip = impostor:scores\n"
-                                           "decorated = impostor_decorated\n")
-    (site / "impostor.py").write_text("def scores(request):\n    raise AssertionError('never called')\n")
-    (site / "impostor_decorated.py").write_text(
-        "from ticketbench.pruning.methods import method\n\n@method('snip')\ndef scores(request):\n"
-        "    raise AssertionError('never called')\n")
-    listed = ticketbench("methods", env={"PYTHONPATH": str(site)})
+    install(site, "impostor", "impostor", "def scores(request):\n    raise AssertionError('never called')\n",
+            "snip = impostor:scores\n")
+    install(site, "impostor-decorated", "impostor_decorated",
+            "from ticketbench.pruning.methods import method\n\n@method('snip')\ndef scores(request):\n"
+            "    raise AssertionError('never called')\n", "decorated = impostor_decorated\n")
+    listed = ticketbench("methods")
     assert listed.returncode == 0, listed.stderr
     snip = [line.split(maxsplit=1)[1] for line in listed.stdout.splitlines() if line.startswith("snip ")]
     assert snip[0].endswith("ticketbench_baselines.snip")

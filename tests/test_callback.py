@@ -152,6 +152,7 @@ def ddp_fits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     return {p.stem: torch.load(p, weights_only=True) for p in out.glob("*.pt")}
 
 
+@pytest.mark.slow
 def test_under_ddp_every_rank_holds_rank_0s_masks_rewind_point_and_early_stop(ddp_fits: dict[str, dict]) -> None:
     """Each rank passed its own random masks; BatchNorm statistics are each rank's own under DDP:
     the callback makes all of it rank 0's, exactly."""
@@ -165,6 +166,7 @@ def test_under_ddp_every_rank_holds_rank_0s_masks_rewind_point_and_early_stop(dd
         assert not bool(first["final"][name][~mask].any()) and not bool(second["final"][name][~mask].any())
 
 
+@pytest.mark.slow
 def test_two_ddp_ranks_train_the_same_ticket_as_one_process(ddp_fits: dict[str, dict]) -> None:
     """Two ranks with batches of 32 (examples r, r+2, ...) against one process with the same 64:
     the weights agree to float rounding (the gradient's sum is taken in another order; at most

@@ -93,6 +93,7 @@ def test_late_rewind_restores_weights_and_batchnorm_buffers(fake_cifar_dir, tmp_
     assert start.step == 3 and run.records()[1]["start_step"] == 3 and run.records()[1]["steps"] == 5
 
 
+@pytest.mark.slow
 def test_first_step_of_a_rewound_level_uses_the_schedule_at_k(fake_cifar_dir, tmp_path) -> None:
     task = override(_tiny_resnet(), max_steps=12, rewind_step=6)
     task = dataclasses.replace(task, optimizer=dataclasses.replace(task.optimizer, milestones=(4, 9)))

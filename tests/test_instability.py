@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli import TINY, ticketbench
+from test_cli import TINY, ticketbench, ticketbench_process
 from torch import nn
 from wandb_records import read_offline_run
 
@@ -267,7 +267,9 @@ claims:
 
 
 def test_an_offline_analysis_logs_each_point_to_wandb(fake_data_dir: Path, tmp_path: Path) -> None:
-    done = _analysis(tmp_path, fake_data_dir, "--points", "4", "--wandb", "offline")
+    """As a real process: W&B completes its offline files when the command's process exits."""
+    done = ticketbench_process("instability", "lenet300-mnist", *FOUR, "--out", str(tmp_path), "--points", "4",
+                               "--wandb", "offline", data=fake_data_dir)
     assert done.returncode == 0, done.stderr
     run = next((tmp_path / "lenet300-mnist").glob("instability-seed0-*"))
     (segment,) = sorted((run / "wandb").glob("offline-run-*"))

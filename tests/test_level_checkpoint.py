@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import snapshot
+from conftest import slow_params, snapshot
 from test_cli import TINY
 
 from ticketbench.cli import main
@@ -55,7 +55,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", slow_params(list(CASES), ["pruned level, reinit alongside", "replicas"]))
 def test_a_stopped_level_resumes_from_its_checkpoint_to_the_uninterrupted_result(
         case: str, fake_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     argv, fault, level = CASES[case]

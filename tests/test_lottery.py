@@ -164,6 +164,7 @@ def test_a_control_without_its_tickets_is_refused(tmp_path: Path) -> None:
         EXPERIMENT.run(Net, Data(), controls=("reinit",), out=tmp_path)
 
 
+@pytest.mark.slow
 def test_the_example_finds_tickets_and_passes_its_claims(tmp_path: Path) -> None:
     """examples/mnist1d_tickets.py as a user runs it, then its claims checked by the command line."""
     import subprocess
@@ -207,6 +208,7 @@ def test_each_arm_logs_to_its_own_wandb_run_offline(tmp_path: Path) -> None:
     assert [h["trainer/global_step"] for h in logged["random-prune"].history if "val_loss" in h] == [72, 84, 96]
 
 
+@pytest.mark.slow
 def test_an_experiment_under_ddp_is_written_once_by_rank_0(tmp_path: Path) -> None:
     """tests/ddp_lottery.py: the experiment with two DDP ranks on the CPU (gloo). Every rank trains
     every level; rank 0 alone locks and writes, and a barrier after each level keeps the other

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import slow_params
 from test_cli import TINY, ticketbench
 
 from ticketbench.config import TaskConfig
@@ -18,7 +19,7 @@ def _counts(path: Path) -> dict[str, int]:
     return {n: int(m.sum()) for n, m in load_masks(path).items()}
 
 
-@pytest.mark.parametrize("name", method_names())
+@pytest.mark.parametrize("name", slow_params(method_names(), ["synflow"]))
 def test_each_method_trains_one_level_per_density_in_the_imp_schema(name: str, tiny_task: TaskConfig,
                                                                      tmp_path: Path, fake_data_dir: Path) -> None:
     imp = run_imp(tiny_task, 0, out=tmp_path, data_dir=str(fake_data_dir), echo=lambda _: None)

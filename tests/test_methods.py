@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import install, slow_params
 from ticketbench_baselines.grasp import TEMPERATURE
 from ticketbench_baselines.synflow import synflow_scores
 from torch import nn
@@ -108,7 +106,7 @@ def _lenet_request(density: float, model: nn.Module | None = None) -> PruneReque
     return request(model, density, x, y, trained=build_model("lenet300", 1))
 
 
-@pytest.mark.parametrize("density", [0.512, 0.21, 0.086, 0.035, 0.014])
+@pytest.mark.parametrize("density", slow_params([0.512, 0.21, 0.086, 0.035, 0.014], [0.512, 0.21, 0.086, 0.035]))
 def test_every_baseline_meets_the_density_exactly(density: float) -> None:
     for name in method_names():
         req = _lenet_request(density)
@@ -148,19 +146,12 @@ def test_unknown_method_names_the_valid_ones() -> None:
         get_method("snap")
 
 
-def test_an_installed_package_is_found_through_its_entry_point(tmp_path: Path) -> None:
+def test_an_installed_package_is_found_through_its_entry_point(site: Path) -> None:
     """A throwaway distribution (module + dist-info with entry_points.txt) on the path, as pip leaves one."""
-    (tmp_path / "throwaway_prune.py").write_text(
-        "import torch\n"
-        "def largest_first(request):\n"
-        "    return {n: request.model.get_parameter(n).detach().abs() for n in request.masks}\n")
-    info = tmp_path / "throwaway_prune-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway-prune\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[ticketbench.methods]\nlargest-first = throwaway_prune:largest_first\n")
-    code = ("from ticketbench.pruning.methods import get_method, method_names\n"
-            "m = get_method('largest-first'); print(m.fn.__module__, m.scope, 'snip' in method_names())")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["throwaway_prune", "global", "True"]
+    install(site, "throwaway-prune", "throwaway_prune",
+            "import torch\n"
+            "def largest_first(request):\n"
+            "    return {n: request.model.get_parameter(n).detach().abs() for n in request.masks}\n",
+            "largest-first = throwaway_prune:largest_first\n")
+    found = get_method("largest-first")
+    assert (found.fn.__module__, found.scope, "snip" in method_names()) == ("throwaway_prune", "global", True)

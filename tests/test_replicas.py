@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import slow_params
 from test_cli import TINY, ticketbench
 
 from ticketbench.config import OptimizerConfig, TaskConfig, load_task, override
@@ -74,7 +75,7 @@ def train_seeds(task: TaskConfig, data: Path | None, seeds: list[int], masks: li
     return replicas, results
 
 
-@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=lambda o: o.name)
+@pytest.mark.parametrize("optimizer", slow_params(OPTIMIZERS, OPTIMIZERS[1:]), ids=lambda o: o.name)
 def test_a_level_of_replicas_equals_separate_levels(tiny_task, fake_data_dir, optimizer) -> None:
     task = override(dataclasses.replace(tiny_task, optimizer=optimizer), max_steps=300, eval_every=50)
     together, results = train_seeds(task, fake_data_dir, [0, 1, 2])
@@ -98,6 +99,7 @@ def test_replicas_do_not_interact(tiny_task, fake_data_dir) -> None:
     assert not torch.equal(first.state(1)["fc1.weight"], second.state(1)["fc1.weight"])
 
 
+@pytest.mark.slow
 def test_imp_and_controls_of_two_seeds_train_together_like_separate_runs(tiny_task, fake_data_dir, tmp_path) -> None:
     task = override(tiny_task, max_steps=200, eval_every=50, levels=2)
     arms = [suite_arm(task, seed, control, tmp_path / "together", ticket_alongside=True)
@@ -135,7 +137,9 @@ def _resnet(lr: float, steps: int, eval_every: int) -> TaskConfig:
     return override(task, val_size=50, batch_size=8, max_steps=steps, eval_every=eval_every, rewind_step=0, levels=1)
 
 
-@pytest.mark.parametrize(("lr", "steps", "eval_every"), [(1e-4, 3, 1), (1e-12, 200, 100)], ids=["short", "statistics"])
+@pytest.mark.parametrize(("lr", "steps", "eval_every"),
+                         [(1e-4, 3, 1), pytest.param(1e-12, 200, 100, marks=pytest.mark.slow)],
+                         ids=["short", "statistics"])
 def test_batchnorm_replicas_equal_separate_runs(fake_cifar_dir, lr, steps, eval_every, monkeypatch) -> None:
     task = _resnet(lr, steps, eval_every)
     # in the replicas' layout: a convolutional network alone trains channels-last, which sums in
@@ -164,6 +168,7 @@ def test_batchnorm_replicas_equal_separate_runs(fake_cifar_dir, lr, steps, eval_
         assert not torch.equal(first, build_model("resnet20", 0).bn.running_mean)
 
 
+@pytest.mark.slow
 def test_batchnorm_replicas_do_not_interact(fake_cifar_dir) -> None:
     task = _resnet(0.1, 8, 4)
     first, _ = train_seeds(task, fake_cifar_dir, [0, 1])

@@ -22,6 +22,8 @@ import pytest
 from conftest import SWEEP_GRID, SWEEP_SHORT, sweep_masks, sweep_records, wait_for
 from test_cli import ticketbench
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 SLURM = ["--executor", "slurm", "--cpus", "1", "--time", "15"]
 

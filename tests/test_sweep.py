@@ -101,6 +101,7 @@ def test_the_local_sweep_equals_separate_runs_and_resumes_to_done(tmp_path: Path
     assert rows == [["5/5", "done"]] * 2 and "level  0" not in again.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
 def test_a_sweep_stopped_mid_level_finishes_with_the_same_records(tmp_path: Path, sweep_by_hand: Path,
                                                                   stop: signal.Signals) -> None:

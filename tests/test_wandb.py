@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli import TINY, ticketbench
+from test_cli import TINY, ticketbench, ticketbench_process
 from wandb_records import read_offline_run
 
 from ticketbench.config import load_task, override
@@ -60,7 +60,8 @@ def _md5_b64(path: Path) -> str:
 
 
 def test_offline_run_logs_curves_levels_tables_figures_and_artifacts(tmp_path: Path, fake_data_dir: Path) -> None:
-    result = ticketbench("run", "lenet300-mnist", *TINY, "--levels", "3", "--out", str(tmp_path),
+    """As real processes: W&B completes its offline files when the command's process exits."""
+    result = ticketbench_process("run", "lenet300-mnist", *TINY, "--levels", "3", "--out", str(tmp_path),
                          "--wandb", "offline", "--wandb-tag", "smoke", data=fake_data_dir)
     assert result.returncode == 0, result.stderr
     task = override(load_task("lenet300-mnist"), val_size=100, batch_size=20, max_steps=40, eval_every=10)
@@ -123,8 +124,8 @@ def test_offline_run_logs_curves_levels_tables_figures_and_artifacts(tmp_path: P
     assert f"{segment.name}/run-{logged.run.run_id}.wandb" in dry.stdout + dry.stderr, "wandb sync would upload it"
 
     # resuming continues the same W&B run in a second offline segment, after the finished levels
-    more = ticketbench("run", "lenet300-mnist", *TINY, "--levels", "4", "--out", str(tmp_path), "--wandb", "offline",
-                       data=fake_data_dir)
+    more = ticketbench_process("run", "lenet300-mnist", *TINY, "--levels", "4", "--out", str(tmp_path),
+                               "--wandb", "offline", data=fake_data_dir)
     assert more.returncode == 0, more.stderr
     first, second = _segments(run.path)
     resumed = read_offline_run(second)

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import errno
 import importlib
+import logging
 import os
 import signal
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ticketbench.cli.registry import Command, parse, parser
 from ticketbench.config import ConfigError
@@ -22,10 +26,31 @@ for _module in ("run", "sweep", "instability", "browse", "verdicts"):  # each re
     importlib.import_module(f"{__name__}.{_module}")
 
 
+@contextmanager
+def _settings_kept() -> Iterator[None]:
+    """Put back what a command changes for the whole process (the warning filters, Lightning's log
+    level, torch's choice of kernels under --deterministic), so that a program can call ``main``
+    more than once."""
+    import torch
+
+    lightning = logging.getLogger("lightning.pytorch")
+    level = lightning.level
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        lightning.setLevel(level)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+
+
 def main(argv: list[str] | None = None) -> int:
     chosen: Command | None = None
     try:
-        with stop_on_signals():
+        with stop_on_signals(), _settings_kept():
             chosen, options = parse(argv)
             return chosen.run(options) or 0
     except Interrupted as stop:
