@@ -18,11 +18,10 @@ import sys
 import lightning as L
 import torch
 import torch.nn.functional as F
+from mnist1d_tickets import MNIST1D  # the data of the first example, beside this file
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from ticketbench import LotteryExperiment
-from ticketbench.data import load_arrays
 
 
 class CNN(L.LightningModule):
@@ -51,26 +50,6 @@ class CNN(L.LightningModule):
         optimizer = torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=100, gamma=0.3)  # per step
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-class MNIST1D(L.LightningDataModule):
-    """MNIST-1D's 4,000 training examples (the last 500 held out for validation) and 1,000 test."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        arrays = load_arrays("mnist1d")
-        x, y = torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["y_train"]).long()
-        self.train, self.val = TensorDataset(x[:3500], y[:3500]), TensorDataset(x[3500:], y[3500:])
-        self.test = TensorDataset(torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]).long())
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train, batch_size=100, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val, batch_size=500)
-
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test, batch_size=1000)
 
 
 EXPERIMENT = LotteryExperiment(

@@ -366,12 +366,13 @@ def test_a_fit_resumed_from_an_epoch_end_checkpoint_ends_as_an_uninterrupted_one
 
 
 @pytest.mark.slow
-def test_the_cnn_example_rewinds_late_with_its_optimizer(tmp_path) -> None:  # noqa: ANN001
+def test_the_cnn_example_rewinds_late_with_its_optimizer(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     """examples/cnn_bn_tickets.py: BatchNorm, SGD momentum and a step schedule, k = 30 of 300."""
     import importlib.util
     from pathlib import Path
 
     path = Path(__file__).parents[1] / "examples" / "cnn_bn_tickets.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # as when the script runs: its folder on the path
     spec = importlib.util.spec_from_file_location("cnn_bn_tickets", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
