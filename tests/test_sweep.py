@@ -134,3 +134,15 @@ def test_a_sweep_stopped_mid_level_finishes_with_the_same_records(tmp_path: Path
     assert "level  0" not in again.stdout  # finished levels are not trained again
     assert sweep_records(tmp_path) == sweep_records(sweep_by_hand)
     assert sweep_masks(tmp_path) == sweep_masks(sweep_by_hand)
+
+
+def test_a_job_squeue_still_lists_after_it_ended_counts_as_stopped() -> None:
+    from ticketbench.sweep.jobs import in_slurm
+
+    submitted = {"executor": "slurm", "slurm_job_id": "7", "state": "submitted"}
+    exited = {**submitted, "state": "exited", "exit_code": 143}
+    assert in_slurm(submitted, {"7": "PENDING"}) == "PENDING" and in_slurm(submitted, {"7": "RUNNING"}) == "RUNNING"
+    assert in_slurm(submitted, {"7": "COMPLETING"}) == "COMPLETING", "its command may still be running"
+    assert in_slurm(exited, {"7": "COMPLETING"}) is None, "scancel'd: the command exited, SLURM cleans up"
+    assert in_slurm(submitted, {"7": "CANCELLED"}) is None and in_slurm(submitted, {}) is None
+    assert in_slurm({**submitted, "executor": "local"}, {"7": "RUNNING"}) is None

@@ -139,6 +139,20 @@ def start_job(sweep: SweepDir, name: str, argv: tuple[str, ...], env: dict[str, 
     return process
 
 
+ENDED = ("CANCELLED", "COMPLETED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
+
+
+def in_slurm(state: dict[str, Any], queued: dict[str, str]) -> str | None:
+    """The squeue state of a job's SLURM job while SLURM still runs or holds it (None when it does
+    not): squeue lists a job for a while after it ended, in an ended state, or COMPLETING once the
+    job's command has exited and recorded it (after ``scancel``, say)."""
+    slurm_id = state.get("slurm_job_id") if state.get("executor") == "slurm" else None
+    listed = queued.get(slurm_id) if slurm_id else None
+    if listed is None or listed in ENDED or (listed == "COMPLETING" and state.get("state") == "exited"):
+        return None
+    return listed
+
+
 STOPPED = (128 + 2, 128 + 15, -2, -15)  # exit codes of a job stopped by SIGINT / SIGTERM: it resumes
 
 
@@ -184,10 +198,10 @@ def job_status(sweep: SweepDir, job: Job, queued: dict[str, str] | None = None) 
     holder = job.holder()
     if holder:
         return JobStatus(job.name, levels, "running", holder)
-    slurm_id = state.get("slurm_job_id") if state.get("executor") == "slurm" else None
-    if slurm_id and queued and slurm_id in queued:
-        word = "running" if queued[slurm_id] in ("RUNNING", "COMPLETING") else "queued"
-        return JobStatus(job.name, levels, word, f"SLURM job {slurm_id} {queued[slurm_id]}")
+    listed = in_slurm(state, queued or {})
+    if listed:
+        word = "running" if listed in ("RUNNING", "COMPLETING") else "queued"
+        return JobStatus(job.name, levels, word, f"SLURM job {state['slurm_job_id']} {listed}")
     if not state:  # never run by this sweep: not at all, or by hand / another sweep
         return JobStatus(job.name, levels, "not started" if not done else "stopped", "")
     code, last = state.get("exit_code"), sweep.last_line(job.name)

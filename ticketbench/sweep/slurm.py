@@ -21,7 +21,7 @@ from typing import Any
 
 from ticketbench.catalog import CPU_LEVEL_SECONDS, CPU_STEP_SECONDS, duration, projected_level_seconds
 from ticketbench.config import ConfigError, TaskConfig, load_task, parse_yaml, read_text
-from ticketbench.sweep.jobs import Job, SweepDir, end_job, start_job, thread_env
+from ticketbench.sweep.jobs import Job, SweepDir, end_job, in_slurm, start_job, thread_env
 
 WARNING_MINUTES = 2  # SLURM signals a job this long before its time limit (submitit's signal_delay_s)
 TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
@@ -171,11 +171,11 @@ def submit(sweep: SweepDir, jobs: list[Job], options: SlurmOptions, echo: Callab
     queued = squeue()
     todo = []
     for job in (j for j in jobs if j.unfinished()):
-        slurm_id = sweep.state(job.name).get("slurm_job_id")
-        holder = job.holder()
-        if slurm_id in queued or holder:
-            echo(f"[{job.name}] already {'queued as SLURM job ' + slurm_id if slurm_id in queued else holder}: "
-                 "not submitted again")
+        state = sweep.state(job.name)
+        listed, holder = in_slurm(state, queued), job.holder()
+        if listed or holder:
+            where = f"queued as SLURM job {state['slurm_job_id']}" if listed else holder
+            echo(f"[{job.name}] already {where}: not submitted again")
         else:
             todo.append(job)
     if not todo:
