@@ -5,7 +5,7 @@ momentum and weight decay under a step schedule. ``LotteryExperiment`` finds win
 iterative magnitude pruning with late rewinding to step k = 30 of 300: every level restarts from
 θ_30 (BatchNorm statistics included) with the momentum buffers and the learning-rate schedule as
 they were at step 40 (``optimizer_at_rewind="rewind"``), and the random-reinitialisation control
-trains the same masks from a fresh initialisation. About a minute on one CPU thread::
+trains the same masks from a fresh initialisation. About 40 s on one CPU thread::
 
     python examples/cnn_bn_tickets.py runs/cnn-example
     ticketbench table --mean runs/cnn-example/mnist1d-cnn-bn/*-seed*
