@@ -99,17 +99,15 @@ class MethodArm(Arm):
     iterative: bool = field(kw_only=True)
     control: Control | None = field(kw_only=True)
     sanity: str | None = field(kw_only=True)
+    roles: dict[str, str] = field(kw_only=True)  # the pruned tensors by name, with their roles
 
     @property
     def finished(self) -> str:
         return f"all {len(self.densities)} densities already finished"
 
     def prepare(self) -> None:
-        self.run.start(self.network.protocol, self.seed, self.name, self.levels[0], self._names(),
+        self.run.start(self.network.protocol, self.seed, self.name, self.levels[0], self.roles,
                        method=self.method.name, sanity=self.sanity, densities=self.densities, iterative=self.iterative)
-
-    def _names(self) -> dict[str, str]:
-        return self.network.roles(self.network.build(self.seed))
 
     def _final_path(self, level: int) -> Path:
         return self.run.path / f"final_{level:02d}.pt"
@@ -117,7 +115,7 @@ class MethodArm(Arm):
     def start(self, level: int, data: object) -> Start:
         assert isinstance(data, DeviceSplit)
         net, seed, method = self.network, self.seed, self.method
-        names = self._names()
+        names = self.roles
         model = net.build(seed)
         if level and net.rewind_step:
             model.load_state_dict((self.run if method.after_training else self.imp).load_rewind())
@@ -163,10 +161,12 @@ def method_arm(task: TaskConfig, seed: int, name: str, densities: list[float], o
     arm = name + ("-iterative" if iterative else "") + (control.arm if control else "")
     task = method_task(task, densities)
     network = TaskNetwork(task)
+    roles = network.roles(network.build(seed))
     built = MethodArm(network, seed, arm, out, list(range(0 if chosen.after_training else 1, task.levels)),
-                      method=chosen, densities=densities, iterative=iterative, control=control, sanity=sanity)
+                      method=chosen, densities=densities, iterative=iterative, control=control, sanity=sanity,
+                      roles=roles)
     if task.rewind_step and not chosen.after_training and not built.imp.rewind_path.is_file():
         raise RunError(f"{task.name} rewinds to step {task.rewind_step}: the method needs θ_k from "
                        f"{built.imp.rewind_path}; run the winning tickets (no --method) first")
-    _check_keeps_weights(task, network.roles(network.build(seed)), chosen.scope, min(densities))
+    _check_keeps_weights(task, roles, chosen.scope, min(densities))
     return built
