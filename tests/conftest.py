@@ -148,7 +148,7 @@ SWEEP_GRID = ["sweep", "mnist1d-mlp", "--seeds", "0-1", "--arms", "none,random-p
 
 def sweep_records(out: Path) -> dict[str, list[dict]]:
     """Every MNIST-1D record under ``out`` by run directory name, without the wall time."""
-    from ticketbench.runs import RunDir
+    from ticketbench.storage.run_dir import RunDir
 
     return {run.path.name: [{k: v for k, v in r.items() if k != "seconds"} for r in run.records()]
             for run in map(RunDir, sorted((out / "mnist1d-mlp").glob("*-seed*")))}

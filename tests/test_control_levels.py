@@ -11,7 +11,7 @@ from test_cli import TINY
 from test_level_checkpoint import _comparable, _run
 
 from ticketbench.cli import main
-from ticketbench.runs import RunDir
+from ticketbench.storage.run_dir import RunDir
 
 
 def test_a_control_level_trained_alone_equals_it_trained_in_sequence(fake_data_dir: Path, tmp_path: Path,

@@ -21,7 +21,7 @@ from test_data import _source, serve, write_official_files
 from test_scoring import CLAIM
 
 from ticketbench.data.store import download
-from ticketbench.runs import RunDir
+from ticketbench.storage.run_dir import RunDir
 
 LEVELS = 3
 RUN = ["run", "lenet300-mnist", *TINY, "--levels", str(LEVELS), "--wandb", "off"]

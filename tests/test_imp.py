@@ -12,10 +12,11 @@ from ticketbench.config import OptimizerConfig, TaskConfig, override
 from ticketbench.data import BatchStream, DeviceSplit, load_arrays, make_split
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.engine.suite_runner import run_imp, suite_arm
+from ticketbench.errors import RunError
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import Masks, full_masks
 from ticketbench.pruning.select import random_masks
-from ticketbench.runs import RunDir, RunError
+from ticketbench.storage.run_dir import RunDir
 from ticketbench.training.level import LevelPlan, train_level
 from ticketbench.training.replicas import Replicas
 

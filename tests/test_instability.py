@@ -22,8 +22,9 @@ from ticketbench.engine.instability import Analysis, Point, point_line
 from ticketbench.interpolation import PathErrors, alphas, interpolate, path_errors, recompute_batchnorm
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import load_masks
-from ticketbench.runs import RunDir, StabilityDir
 from ticketbench.scoring import Diverged, _quantity
+from ticketbench.storage.analysis_dir import StabilityDir
+from ticketbench.storage.run_dir import RunDir
 
 FOUR = [*TINY, "--levels", "4"]  # 40 steps per level, 4 levels: level 3 keeps ~51% of the hidden weights
 

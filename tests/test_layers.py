@@ -1,8 +1,9 @@
 """The package's import graph: no cycles, and nothing imports upward.
 
 Layers, bottom to top (a module may import its own layer and the ones below): configuration and
-primitives; data, models, pruning and the schemas; run directories and W&B tracking (which logs
-what it is handed, and imports nothing of the analysis); analysis of finished runs (scores,
+primitives; data, models and pruning; storage (run and analysis directories, their schemas, finding
+and grouping runs) and W&B tracking (which logs what it is handed, and imports nothing of the
+analysis); analysis of finished runs (scores,
 reports, paths, the summary of a finished experiment); training (the Lightning module, the
 callbacks and the fit of one level); the engine (the level loop, its arm kinds, runners and
 observers, the instability analysis) and the public experiment on a user's module; executors;
@@ -24,8 +25,8 @@ import ticketbench
 PACKAGE = Path(ticketbench.__file__).parent
 LAYERS = [
     {"errors", "config", "seeding", "seeds", "faults", "interrupt", "stats", "atomic", "device"},
-    {"data", "models", "pruning", "controls", "tasks", "references", "run_schema", "task_check", "catalog"},
-    {"runs", "wandb_mode", "tracking"},
+    {"data", "models", "pruning", "controls", "tasks", "references", "task_check", "catalog"},
+    {"storage", "wandb_mode", "tracking"},
     {"scoring", "report", "compare", "path_figures", "testing", "interpolation", "summary", "listing"},
     {"training", "callback"},
     {"engine", "lottery"},
@@ -102,8 +103,8 @@ def test_the_import_graph_has_no_cycle(graph: dict[str, set[str]]) -> None:
 
 def test_the_checks_see_lazy_imports_upward_imports_and_cycles(graph: dict[str, set[str]]) -> None:
     assert "ticketbench.engine.instability" in graph["ticketbench.cli.instability"]  # imported inside a function
-    assert "ticketbench.device" in graph["ticketbench.runs"]
-    assert _upward({**graph, "ticketbench.runs": {"ticketbench.training.level"}}) == \
-        ["ticketbench.runs -> ticketbench.training.level"]
+    assert "ticketbench.device" in graph["ticketbench.storage.directory"]
+    assert _upward({**graph, "ticketbench.storage.run_dir": {"ticketbench.training.level"}}) == \
+        ["ticketbench.storage.run_dir -> ticketbench.training.level"]
     looped = {**graph, "ticketbench.device": {"ticketbench.atomic"}, "ticketbench.atomic": {"ticketbench.device"}}
     assert set(_cycle(looped)) == {"ticketbench.device", "ticketbench.atomic"}

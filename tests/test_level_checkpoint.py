@@ -19,7 +19,7 @@ from conftest import slow_params, snapshot
 from test_cli import TINY
 
 from ticketbench.cli import main
-from ticketbench.runs import RunDir
+from ticketbench.storage.run_dir import RunDir
 
 LEVELS = ["--levels", "3", "--wandb", "off", "--no-progress"]
 EVERY = ["--checkpoint-every", "0.00001"]  # a checkpoint at every validation

@@ -17,8 +17,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ticketbench import LotteryExperiment
 from ticketbench.config import ConfigError
+from ticketbench.errors import RunError
 from ticketbench.pruning.masks import load_masks
-from ticketbench.runs import RunDir, RunError
+from ticketbench.storage.run_dir import RunDir
 
 
 class Net(L.LightningModule):

@@ -102,7 +102,7 @@ def test_compare_gives_a_t_interval_of_the_per_seed_differences(tmp_path: Path) 
     from conftest import write_run
 
     from ticketbench.compare import points
-    from ticketbench.scoring import load_run_set
+    from ticketbench.storage.discovery import load_run_set
 
     for seed, (imp, snip) in enumerate([(0.980, 0.970), (0.982, 0.975), (0.978, 0.968)]):
         write_run(tmp_path, seed, "imp", [(0, 0.98, 3000), (3, imp, 2800)])

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ticketbench import LotteryExperiment, LotteryTicket
-from ticketbench.runs import RunDir
+from ticketbench.storage.run_dir import RunDir
 
 PRUNED = ["net.0.weight", "net.2.weight"]
 K = 5  # the rewind step

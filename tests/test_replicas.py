@@ -48,7 +48,7 @@ from ticketbench.data.tensors import ReplicaData
 from ticketbench.engine.suite_runner import run_imp, suite_arm, train_suite
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import Masks, full_masks, load_masks
-from ticketbench.runs import RunDir
+from ticketbench.storage.run_dir import RunDir
 from ticketbench.training.level import LevelPlan, LevelResult, train_level
 from ticketbench.training.replicas import Replicas
 

@@ -11,9 +11,10 @@ from ticketbench.compare import markdown, points
 from ticketbench.controls import ARMS
 from ticketbench.pruning.masks import layer_remaining_percent, load_masks, remaining_percent
 from ticketbench.report import level_table
-from ticketbench.run_schema import ANALYSIS_ARMS
-from ticketbench.runs import RunDir, StabilityDir
-from ticketbench.scoring import load_run_set
+from ticketbench.storage.analysis_dir import StabilityDir
+from ticketbench.storage.discovery import load_run_set
+from ticketbench.storage.run_dir import RunDir
+from ticketbench.storage.schema import ANALYSIS_ARMS
 from ticketbench.training.level_checkpoint import LevelCheckpoint
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"

@@ -12,8 +12,9 @@ from test_cli import ticketbench
 from ticketbench.config import ConfigError
 from ticketbench.references import Metric, load_references, parse_references, reference_tasks
 from ticketbench.report import arm_label, claim_row, level_table, mean_table
-from ticketbench.scoring import Unmeasurable, load_run_set, nearest_level, score, stable_from
+from ticketbench.scoring import Unmeasurable, nearest_level, score, stable_from
 from ticketbench.stats import FAIL, INCONCLUSIVE, NOT_RUN, PASS, Interval, t_quantile_975, verdict
+from ticketbench.storage.discovery import load_run_set
 from ticketbench.testing import assert_reproduces
 
 

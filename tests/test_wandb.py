@@ -14,8 +14,9 @@ from test_cli import TINY, ticketbench, ticketbench_process
 from wandb_records import read_offline_run
 
 from ticketbench.config import load_task, override
+from ticketbench.errors import RunError
 from ticketbench.references import load_references
-from ticketbench.runs import RunDir, RunError
+from ticketbench.storage.run_dir import RunDir
 from ticketbench.wandb_mode import resolve_mode
 
 

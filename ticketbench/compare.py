@@ -13,8 +13,9 @@ from pathlib import Path
 
 from ticketbench.atomic import save_figure
 from ticketbench.controls import TICKET
-from ticketbench.scoring import RunSet, Unmeasurable, accuracy_pct, nearest_level
+from ticketbench.scoring import Unmeasurable, accuracy_pct, nearest_level
 from ticketbench.stats import Interval
+from ticketbench.storage.discovery import RunSet
 
 REFERENCE = TICKET.arm
 

@@ -2,7 +2,10 @@
 
 ``ConfigError`` (a ``ValueError``): a value is wrong — a task file, an override, a claims file, an
 argument of the public API. ``ArgumentTypeError`` (a ``ConfigError`` and a ``TypeError``): an
-argument of the public API has the wrong type. Both are raised before anything is written."""
+argument of the public API has the wrong type. Both are raised before anything is written.
+``RunError``: a run directory cannot be trained, read or combined as asked. ``DataError``: a
+dataset cannot be found, downloaded or read. The command line prints any of them in one line and
+exits with status 2."""
 
 from __future__ import annotations
 
@@ -16,6 +19,15 @@ class ConfigError(ValueError):
 
 class ArgumentTypeError(ConfigError, TypeError):
     """An argument of the public API has the wrong type; the message names it and what it takes."""
+
+
+class RunError(RuntimeError):
+    """A run cannot proceed (e.g. a control whose winning-ticket masks do not exist yet), or a run
+    directory was edited or damaged; the message says what to do."""
+
+
+class DataError(RuntimeError):
+    """The dataset cannot be found, downloaded or read; the message says what to do."""
 
 
 def whole(owner: str, name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:

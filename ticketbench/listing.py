@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from ticketbench.runs import RunDir, StabilityDir, levels_asked
+from ticketbench.storage.analysis_dir import StabilityDir
+from ticketbench.storage.run_dir import RunDir, levels_asked
 from ticketbench.tracking import offline_runs, unsynced
 
 
@@ -34,7 +35,7 @@ def _checkpoint_step(run: RunDir, records: list[dict[str, Any]]) -> int | None:
         return None
 
 
-def run_row(run: RunDir) -> dict[str, str]:
+def run_row(run: RunDir | StabilityDir) -> dict[str, str]:
     """One run directory as display strings for ``ticketbench runs``; for an instability analysis
     the points analysed of those asked, and the density of the last point record in file order
     (k, level, control)."""

@@ -42,8 +42,8 @@ from ticketbench.engine.arms import Arm, imp_arm
 from ticketbench.engine.loop import Observer, run_arms
 from ticketbench.engine.module_runner import ModuleNetwork, ModuleRunner
 from ticketbench.engine.observers import Terminal, Tracking
-from ticketbench.errors import ArgumentTypeError, ConfigError, names, number, text, whole
-from ticketbench.runs import RunDir, RunError
+from ticketbench.errors import ArgumentTypeError, ConfigError, RunError, names, number, text, whole
+from ticketbench.storage.run_dir import RunDir
 from ticketbench.wandb_mode import WandbOptions, resolve_mode
 
 JSON_SCALARS = (str, int, float, bool, type(None))

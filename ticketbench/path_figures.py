@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ticketbench.atomic import save_figure
-from ticketbench.run_schema import STABLE_BELOW
-from ticketbench.scoring import RunSet, path_group
+from ticketbench.storage.discovery import RunSet, path_group
+from ticketbench.storage.schema import STABLE_BELOW
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -6,10 +6,12 @@ from pathlib import Path
 
 from ticketbench.atomic import save_figure
 from ticketbench.controls import CONTROLS, TICKET
-from ticketbench.run_schema import STABLE_BELOW
-from ticketbench.runs import RunDir, StabilityDir
-from ticketbench.scoring import ClaimResult, RunSet, accuracy_pct, one_configuration
+from ticketbench.scoring import ClaimResult, accuracy_pct
 from ticketbench.stats import Interval
+from ticketbench.storage.analysis_dir import StabilityDir
+from ticketbench.storage.discovery import RunSet, one_configuration
+from ticketbench.storage.run_dir import RunDir
+from ticketbench.storage.schema import STABLE_BELOW
 
 ARM_STYLE = {c.arm: (c.label, c.color) for c in CONTROLS.values()}  # the arms of an IMP experiment
 

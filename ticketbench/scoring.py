@@ -3,119 +3,18 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from ticketbench.controls import TICKET
+from ticketbench.errors import RunError
 from ticketbench.references import Claim, Metric, References
-from ticketbench.run_schema import STABLE_BELOW
-from ticketbench.runs import RunDir, RunError, StabilityDir, levels_asked, open_run
 from ticketbench.stats import FAIL, NOT_RUN, Interval, verdict
+from ticketbench.storage.discovery import Records, RunSet
+from ticketbench.storage.schema import STABLE_BELOW
 
-Records = dict[int, dict]  # level -> record
 # The largest factor between a claimed P_m and the P_m of the level used for it.
 MAX_P_M_FACTOR = 1.25
-
-
-@dataclass
-class RunSet:
-    """The runs of one task under one configuration: seed -> arm -> level -> record. ``paths``
-    holds the instability analyses' records the same way, under the arms ``instability@k<K>``,
-    ``instability-<control>@k<K>`` and ``instability-same-noise@k<K>`` (see :func:`path_arm`).
-    ``reached`` holds, for the arms still in progress (fewer levels finished than asked), the P_m
-    of their last finished level (infinite before the first): claims below it are not answered yet."""
-
-    task: str
-    fingerprint: str
-    runs: list[RunDir]
-    seeds: dict[int, dict[str, Records]] = field(default_factory=dict)
-    paths: dict[int, dict[str, Records]] = field(default_factory=dict)
-    reached: dict[int, dict[str, float]] = field(default_factory=dict)
-
-    @property
-    def all_seeds(self) -> list[int]:
-        """The seeds of the level records and of the analysed paths."""
-        return sorted(self.seeds.keys() | self.paths.keys())
-
-    def arms(self, seed: int) -> dict[str, Records]:
-        """Every arm of ``seed`` a claim can read: the level records and the analysed paths."""
-        return self.seeds.get(seed, {}) | self.paths.get(seed, {})
-
-    @property
-    def root(self) -> Path:
-        """The directory that holds the runs (where verdicts and reports are written)."""
-        return Path(os.path.commonpath([str(r.path.resolve().parent) for r in self.runs]))
-
-
-def discover(paths: list[Path]) -> list[RunDir]:
-    """Run directories named directly or found under the given directories."""
-    found: list[RunDir] = []
-    for path in map(Path, paths):
-        if (path / "meta.json").is_file():
-            found.append(open_run(path))
-        elif path.is_dir():
-            found += [open_run(m.parent) for m in sorted(path.glob("**/meta.json"))]
-            orphan = next((d.parent for d in sorted(path.glob("**/levels")) if not (d.parent / "meta.json").is_file()),
-                          None)
-            if orphan is not None:
-                raise RunError(f"{orphan}: holds levels but no meta.json; restore meta.json, or move the directory "
-                               "away to leave it out")
-        else:
-            raise RunError(f"{path} does not exist")
-    if not found:
-        raise RunError(f"no run directories (with meta.json) under {', '.join(map(str, paths))}")
-    unique = {run.path.resolve(): run for run in found}  # a directory named twice counts once
-    return list(unique.values())
-
-
-def one_configuration(runs: list[RunDir], metas: list[dict]) -> tuple[str, str]:
-    """The (task, fingerprint) the runs share; refuse a mix, or one arm and seed given twice (a copy)."""
-    keys = sorted({(m["task"], m["fingerprint"]) for m in metas})
-    if len(keys) > 1:
-        raise RunError("runs of different tasks or configurations cannot be combined: "
-                       + ", ".join(f"{t} ({f})" for t, f in keys))
-    first: dict[tuple[str, int], Path] = {}
-    for run, meta in zip(runs, metas, strict=True):
-        key = (meta["arm"], meta["seed"])
-        if key in first:
-            both = f"{run.path} is given twice" if first[key].resolve() == run.path.resolve() else \
-                f"{first[key]} and {run.path} are both arm {meta['arm']} seed {meta['seed']}"
-            raise RunError(f"{both}; give each arm and seed once")
-        first[key] = run.path
-    return keys[0]
-
-
-def load_run_set(paths: list[Path]) -> RunSet:
-    """Group runs by seed and arm; refuse to mix tasks or configurations, or to count a run twice."""
-    runs = discover(paths)
-    metas = [r.meta() for r in runs]
-    task, fingerprint = one_configuration(runs, metas)
-    run_set = RunSet(task=task, fingerprint=fingerprint, runs=runs)
-    for run, meta in zip(runs, metas, strict=True):
-        if isinstance(run, StabilityDir):
-            for rec in run.point_records():
-                run_set.paths.setdefault(meta["seed"], {}).setdefault(path_arm(rec), {})[rec["level"]] = rec
-        else:
-            records = run.records()
-            run_set.seeds.setdefault(meta["seed"], {})[meta["arm"]] = {r["level"]: r for r in records}
-            asked = levels_asked(meta)
-            if asked is not None and len(records) < asked and not any(r["diverged"] for r in records):
-                last = records[-1]["weights_remaining_percent"] if records else math.inf  # inf: none finished
-                run_set.reached.setdefault(meta["seed"], {})[meta["arm"]] = last
-    return run_set
-
-
-def path_group(rec: dict) -> str:
-    """The analysis (``instability`` or ``instability-same-noise``) of an instability record, with
-    ``-<control>`` for subnetworks of a control."""
-    return rec["arm"] if rec["control"] == "none" else f"{rec['arm']}-{rec['control']}"
-
-
-def path_arm(rec: dict) -> str:
-    """The arm name under which claims read an instability record: its :func:`path_group` and ``@k<K>``."""
-    return f"{path_group(rec)}@k{rec['rewind_step']}"
 
 
 class Unmeasurable(Exception):

@@ -13,8 +13,9 @@ from ticketbench.compare import points
 from ticketbench.config import ConfigError
 from ticketbench.references import load_references
 from ticketbench.report import ARM_STYLE, claim_row, figures
-from ticketbench.runs import Protocol
-from ticketbench.scoring import load_run_set, score
+from ticketbench.scoring import score
+from ticketbench.storage.directory import Protocol
+from ticketbench.storage.discovery import load_run_set
 
 
 @dataclass

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ticketbench.references import load_references
-from ticketbench.scoring import ClaimResult, load_run_set, score
+from ticketbench.scoring import ClaimResult, score
+from ticketbench.storage.discovery import load_run_set
 
 
 def assert_reproduces(run_dirs: list[str | Path], task: str | None = None) -> list[ClaimResult]:

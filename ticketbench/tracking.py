@@ -37,7 +37,10 @@ from lightning.pytorch.loggers import Logger
 
 from ticketbench.atomic import write_json
 from ticketbench.config import TaskConfig, plain
-from ticketbench.runs import Protocol, RunDir, RunError, code_version, point_name
+from ticketbench.errors import RunError
+from ticketbench.storage.analysis_dir import point_name
+from ticketbench.storage.directory import Directory, Protocol
+from ticketbench.storage.provenance import code_version
 from ticketbench.wandb_mode import WandbOptions
 
 POINT_COLUMNS = ("rewind_step", "level", "control", "weights_remaining_percent", "instability_test",
@@ -51,16 +54,16 @@ def x_axis(task: Protocol, level: int, step: int) -> int:
     return level * task.max_steps + step
 
 
-def offline_runs(run: RunDir) -> list[Path]:
+def offline_runs(run: Directory) -> list[Path]:
     """The offline W&B segments written in a run directory, oldest first."""
     return sorted((run.path / "wandb").glob("offline-run-*"))
 
 
-def unsynced(run: RunDir) -> list[Path]:
+def unsynced(run: Directory) -> list[Path]:
     return [p for p in offline_runs(run) if not any(p.glob("*.wandb.synced"))]
 
 
-def _run_id(run: RunDir) -> str:
+def _run_id(run: Directory) -> str:
     """The W&B run id of this run directory, created once and kept in wandb.json."""
     path = run.path / "wandb.json"
     if path.is_file():
@@ -85,7 +88,7 @@ def _kind(task: Protocol, meta: dict[str, Any]) -> list[str]:
 class Tracker:
     """The W&B side of one ``ticketbench run`` invocation for one arm."""
 
-    def __init__(self, run: RunDir, task: Protocol, seed: int, options: WandbOptions) -> None:
+    def __init__(self, run: Directory, task: Protocol, seed: int, options: WandbOptions) -> None:
         import wandb
         from lightning.pytorch.loggers import WandbLogger
 
@@ -180,7 +183,7 @@ class Tracker:
             echo(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
 
 
-def open_tracker(run: RunDir, task: Protocol, seed: int, options: WandbOptions | None) -> Tracker | None:
+def open_tracker(run: Directory, task: Protocol, seed: int, options: WandbOptions | None) -> Tracker | None:
     """The run's :class:`Tracker` when W&B logging is on (``options`` with a mode other than off)."""
     return Tracker(run, task, seed, options) if options is not None and options.mode != "off" else None
 

@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from ticketbench.runs import RunError
+from ticketbench.errors import RunError
 
 MODES = ("off", "offline", "online")
 NOT_IN_NAMES = "/\\#?%:"  # characters W&B refuses in project (and entity, group) names

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from ticketbench.cli.registry import Command, parse, parser
 from ticketbench.config import ConfigError
 from ticketbench.data import DataError
+from ticketbench.errors import RunError
 from ticketbench.interrupt import Interrupted, stop_on_signals
-from ticketbench.runs import RunError
 
 __all__ = ["main", "parser"]
 

@@ -10,7 +10,9 @@ from ticketbench.cli import shared, values
 from ticketbench.cli.options import group, option
 from ticketbench.cli.registry import command
 from ticketbench.config import load_task, plain, task_names
-from ticketbench.runs import RunError, StabilityDir, open_run
+from ticketbench.errors import RunError
+from ticketbench.storage.analysis_dir import StabilityDir
+from ticketbench.storage.discovery import discover, open_run
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,6 @@ class RunsOptions:
 def runs(options: RunsOptions) -> None:
     from ticketbench.listing import run_row
     from ticketbench.report import text_table
-    from ticketbench.scoring import discover
 
     rows = [run_row(r) for r in discover([options.root])]
     print(text_table(rows, list(rows[0])), end="")

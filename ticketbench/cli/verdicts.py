@@ -14,10 +14,11 @@ from ticketbench.cli import values
 from ticketbench.cli.options import option
 from ticketbench.cli.registry import command
 from ticketbench.config import ConfigError
-from ticketbench.runs import RunError
+from ticketbench.errors import RunError
 
 if typing.TYPE_CHECKING:
-    from ticketbench.scoring import ClaimResult, RunSet
+    from ticketbench.scoring import ClaimResult
+    from ticketbench.storage.discovery import RunSet
 
 RUNS_HELP = "run directories, or directories holding them (seeds and arms of one task)"
 
@@ -75,7 +76,8 @@ class CompareOptions:
 def _scored(options: ScoreOptions | CheckOptions | ReportOptions) -> tuple[RunSet, list[ClaimResult]]:
     """The runs named and the verdicts of their claims, printed."""
     from ticketbench.references import load_references
-    from ticketbench.scoring import load_run_set, score
+    from ticketbench.scoring import score
+    from ticketbench.storage.discovery import load_run_set
 
     run_set = load_run_set(options.runs)
     results = score(load_references(options.references or run_set.task), run_set)
@@ -98,7 +100,8 @@ def score(options: ScoreOptions) -> None:
 
 @command("check", CheckOptions, help="exit 1 when a gating claim FAILs or accuracy regressed (for CI)")
 def check(options: CheckOptions) -> int:
-    from ticketbench.scoring import load_run_set, regressions
+    from ticketbench.scoring import regressions
+    from ticketbench.storage.discovery import load_run_set
 
     run_set, results = _scored(options)
     _print_verdicts(results)
@@ -150,7 +153,7 @@ def _print_verdicts(results: list[ClaimResult]) -> None:
 def compare(options: CompareOptions) -> None:
     from ticketbench.atomic import write_text
     from ticketbench.compare import figure, markdown, points
-    from ticketbench.scoring import load_run_set
+    from ticketbench.storage.discovery import load_run_set
 
     run_set = load_run_set(options.runs)
     found = points(run_set)

@@ -24,13 +24,10 @@ from ticketbench.atomic import atomic_write
 from ticketbench.data.cifar import read_cifar10
 from ticketbench.data.idx import read_idx
 from ticketbench.data.mnist1d import make_mnist1d
+from ticketbench.errors import DataError
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 MIRROR = "TICKETBENCH_MIRROR"  # base URL of a mirror of the official files (same names, same hashes)
-
-
-class DataError(RuntimeError):
-    """The dataset cannot be found, downloaded or read; the message says what to do."""
 
 
 def _parse_idx(paths: dict[str, Path]) -> dict[str, np.ndarray]:

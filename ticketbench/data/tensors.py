@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ticketbench.config import ConfigError, TaskConfig
-from ticketbench.data.store import DataError
+from ticketbench.errors import DataError
 from ticketbench.seeding import generator
 
 # Per-dataset, per-channel input statistics of x/255 over the training images.

@@ -24,9 +24,11 @@ from torch import nn
 
 from ticketbench.config import PruningConfig
 from ticketbench.controls import CONTROLS, TICKET, Control
+from ticketbench.errors import RunError
 from ticketbench.pruning.masks import Masks, apply_masks, full_masks
 from ticketbench.pruning.schedule import next_masks
-from ticketbench.runs import Protocol, RunDir, RunError
+from ticketbench.storage.directory import Protocol
+from ticketbench.storage.run_dir import RunDir
 
 
 class Network:

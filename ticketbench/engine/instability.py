@@ -37,13 +37,16 @@ from ticketbench.data.tensors import DeviceSplit, ReplicaData
 from ticketbench.device import default_device, use_tf32
 from ticketbench.engine.arms import Start
 from ticketbench.engine.suite_runner import suite_arm
+from ticketbench.errors import RunError
 from ticketbench.interpolation import Batches, PathErrors, has_batchnorm, path_errors
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import remaining_percent
 from ticketbench.pruning.schedule import pruned_tensors
-from ticketbench.run_schema import ANALYSIS_ARMS, STABLE_BELOW
-from ticketbench.runs import RunDir, RunError, StabilityDir, finite_or_none, on_cpu, point_name, state_digest
 from ticketbench.seeding import derive_seed, generator
+from ticketbench.storage.analysis_dir import StabilityDir, point_name
+from ticketbench.storage.provenance import on_cpu, state_digest
+from ticketbench.storage.run_dir import RunDir
+from ticketbench.storage.schema import ANALYSIS_ARMS, STABLE_BELOW, finite_or_none
 from ticketbench.tracking import open_tracker
 from ticketbench.training.arithmetic import record_fields, wants_channels_last
 from ticketbench.training.level import LevelPlan, fit_level, train_level

@@ -13,7 +13,8 @@ from typing import Any
 from ticketbench.atomic import remove_partial_writes
 from ticketbench.engine.arms import Arm, Start
 from ticketbench.engine.record import level_record
-from ticketbench.runs import Protocol, RunError
+from ticketbench.errors import RunError
+from ticketbench.storage.directory import Protocol
 from ticketbench.training.level import LevelResult
 
 

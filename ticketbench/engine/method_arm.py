@@ -30,11 +30,12 @@ from ticketbench.controls import SANITY, Control
 from ticketbench.data.tensors import DeviceSplit
 from ticketbench.engine.arms import Arm, Start
 from ticketbench.engine.suite_runner import TaskNetwork, train_suite
+from ticketbench.errors import RunError
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import apply_masks, full_masks
 from ticketbench.pruning.methods import Method, PruneRequest, get_method, select_masks
-from ticketbench.runs import RunDir, RunError
 from ticketbench.seeding import generator
+from ticketbench.storage.run_dir import RunDir
 from ticketbench.wandb_mode import WandbOptions
 
 

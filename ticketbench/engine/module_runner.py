@@ -23,8 +23,8 @@ from ticketbench.callback import LotteryTicket
 from ticketbench.config import ConfigError, PruningConfig
 from ticketbench.engine.arms import Arm, Network, Start
 from ticketbench.engine.observers import Tracking
-from ticketbench.errors import ArgumentTypeError
-from ticketbench.runs import Protocol, RunError
+from ticketbench.errors import ArgumentTypeError, RunError
+from ticketbench.storage.directory import Protocol
 from ticketbench.tracking import x_axis
 from ticketbench.training.arithmetic import record_fields
 from ticketbench.training.level import LevelResult

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ticketbench.pruning.masks import layer_remaining_percent, remaining_percent
-from ticketbench.runs import Protocol, finite_or_none
+from ticketbench.storage.directory import Protocol
+from ticketbench.storage.schema import finite_or_none
 from ticketbench.training.level import LevelResult
 
 

@@ -21,7 +21,7 @@ from ticketbench.engine.observers import Terminal, Tracking
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import Masks
 from ticketbench.pruning.schedule import pruned_tensors
-from ticketbench.runs import RunDir
+from ticketbench.storage.run_dir import RunDir
 from ticketbench.training.level import LevelPlan, LevelResult, train_level
 from ticketbench.training.level_checkpoint import Checkpointing, LevelCheckpoint
 from ticketbench.training.replicas import Replicas, check_batchable

@@ -29,7 +29,7 @@ from typing import Any
 from ticketbench.atomic import write_json
 from ticketbench.config import TaskConfig
 from ticketbench.engine.arms import Arm
-from ticketbench.runs import RunDir
+from ticketbench.storage.directory import Directory
 
 
 @dataclass
@@ -64,7 +64,7 @@ class Job:
         return next((who for who in map(lock_holder, (a.run for a in self.arms)) if who), None)
 
 
-def lock_holder(run: RunDir) -> str | None:
+def lock_holder(run: Directory) -> str | None:
     """The holder named in a run directory's lock while a process holds it; None when free."""
     path = run.path / ".lock"
     if not path.is_file():

@@ -17,7 +17,7 @@ from ticketbench.config import TaskConfig
 from ticketbench.data.tensors import BatchStream, ReplicaData
 from ticketbench.device import default_device, use_tf32
 from ticketbench.pruning.masks import Masks
-from ticketbench.runs import state_digest
+from ticketbench.storage.provenance import state_digest
 from ticketbench.training.arithmetic import record_fields
 from ticketbench.training.callback import ReplicaPoints, ReplicaTickets
 from ticketbench.training.level_checkpoint import Checkpointing, LevelCheckpoint, SaveLevel

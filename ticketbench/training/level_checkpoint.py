@@ -30,8 +30,9 @@ import lightning as L
 import torch
 
 from ticketbench.atomic import atomic_write
+from ticketbench.errors import RunError
 from ticketbench.pruning.masks import Masks
-from ticketbench.runs import RunError, on_cpu, state_digest
+from ticketbench.storage.provenance import on_cpu, state_digest
 from ticketbench.training.replicas import State
 
 FORMAT = 1

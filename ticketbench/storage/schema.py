@@ -4,6 +4,7 @@ one line naming the file and the field instead of being scored or trained on."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -113,3 +114,8 @@ class PathRecord(BaseModel):
         if not len(self.test_error) == len(self.train_error) == len(self.alphas):
             raise ValueError("test_error, train_error and alphas must have one value per point of the path")
         return self
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: a record stores them as null."""
+    return None if value is None or not math.isfinite(value) else value
