@@ -65,7 +65,7 @@ def test_conv6_rates_by_role_give_exact_counts() -> None:
 def test_excluded_tensors_are_never_pruned_and_listed(fake_cifar_dir, tmp_path) -> None:
     task = _tiny_resnet()
     task = dataclasses.replace(task, pruning=dataclasses.replace(task.pruning, exclude=("*.shortcut.*", "fc.*")))
-    run = run_imp(task, 0, out=tmp_path, data_dir=str(fake_cifar_dir), echo=lambda _: None)
+    run = run_imp(task, 0, out=tmp_path, data_dir=str(fake_cifar_dir))
     pruned = run.meta()["pruned_tensors"]
     assert "fc.weight" not in pruned and not any(".shortcut." in n for n in pruned) and "conv.weight" in pruned
     assert set(run.load_masks(1)) == set(pruned)
@@ -78,7 +78,7 @@ def _tiny_resnet():
 
 def test_late_rewind_restores_weights_and_batchnorm_buffers(fake_cifar_dir, tmp_path) -> None:
     task = _tiny_resnet()
-    run = run_imp(task, 0, out=tmp_path, data_dir=str(fake_cifar_dir), echo=lambda _: None)
+    run = run_imp(task, 0, out=tmp_path, data_dir=str(fake_cifar_dir))
     theta_k = run.load_rewind()
     assert int(theta_k["bn.num_batches_tracked"]) == 3, "θ_k is taken after exactly k steps"
     assert not torch.equal(theta_k["bn.running_mean"], torch.zeros(16))
@@ -101,7 +101,7 @@ def test_first_step_of_a_rewound_level_uses_the_schedule_at_k(fake_cifar_dir, tm
     handle = register_optimizer_step_pre_hook(
         lambda opt, *_: seen.append(opt.param_groups[0]["lr"]))
     try:
-        run_imp(task, 0, out=tmp_path, data_dir=str(fake_cifar_dir), echo=lambda _: None)
+        run_imp(task, 0, out=tmp_path, data_dir=str(fake_cifar_dir))
     finally:
         handle.remove()
     level0, level1 = seen[:12], seen[12:]
@@ -112,7 +112,7 @@ def test_first_step_of_a_rewound_level_uses_the_schedule_at_k(fake_cifar_dir, tm
 def test_optimizer_state_is_rewound_when_asked(fake_cifar_dir, tmp_path) -> None:
     task = _tiny_resnet()
     task = dataclasses.replace(task, optimizer=dataclasses.replace(task.optimizer, at_rewind="rewind"))
-    run = run_imp(task, 0, out=tmp_path, data_dir=str(fake_cifar_dir), echo=lambda _: None)
+    run = run_imp(task, 0, out=tmp_path, data_dir=str(fake_cifar_dir))
     state = run.load_rewind_optimizer()
     assert len(state["state"]) > 0 and "momentum_buffer" in state["state"][0]
     assert suite_arm(task, 0, "none", tmp_path).start(1, None).optimizer_state is not None

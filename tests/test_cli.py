@@ -43,6 +43,8 @@ def _settings() -> dict[str, object]:
     """The process-wide settings ``main`` promises to leave as it found them."""
     return {"signals": {sig: signal.getsignal(sig) for sig in SIGNALS}, "warnings": list(warnings.filters),
             "lightning": logging.getLogger("lightning.pytorch").level,
+            "ticketbench": (logging.getLogger("ticketbench").level, logging.getLogger("ticketbench").propagate,
+                            list(logging.getLogger("ticketbench").handlers)),
             "deterministic": torch.are_deterministic_algorithms_enabled()}
 
 

@@ -21,12 +21,8 @@ from ticketbench.training.level import LevelPlan, train_level
 from ticketbench.training.replicas import Replicas
 
 
-def quiet(_: str) -> None:
-    pass
-
-
 def _run(task, out: Path, data: Path, control: str = "none", seed: int = 0) -> RunDir:
-    return run_imp(task, seed, control, out, str(data), echo=quiet)
+    return run_imp(task, seed, control, out, str(data))
 
 
 def _strip(records: list[dict]) -> list[dict]:

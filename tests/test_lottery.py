@@ -3,7 +3,9 @@ directories that the command line reads, controls, resuming, and the user's own 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -86,7 +88,7 @@ claims:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("lottery")
-    EXPERIMENT.run(Net, Data(), seed=0, controls=("none", "reinit", "random-prune"), out=out, echo=lambda _: None)
+    EXPERIMENT.run(Net, Data(), seed=0, controls=("none", "reinit", "random-prune"), out=out)
     return out
 
 
@@ -138,7 +140,7 @@ def test_a_killed_experiment_resumes_to_the_same_records(trained: Path, tmp_path
     imp = _runs(out)["imp"]
     imp.level_path(2).unlink()  # as if killed during level 2
     before = {r["level"]: r for r in _runs(trained)["imp"].records()}
-    EXPERIMENT.run(Net, Data(), seed=0, out=out, echo=lambda _: None)
+    EXPERIMENT.run(Net, Data(), seed=0, out=out)
     again = {r["level"]: r for r in imp.records()}
     assert {k: v for k, v in again[2].items() if k != "seconds"} == {k: v for k, v in before[2].items()
                                                                       if k != "seconds"}
@@ -156,7 +158,7 @@ def test_mistakes_are_one_line_errors(change: dict, message: str, tmp_path: Path
     import dataclasses
 
     with pytest.raises(ConfigError) as caught:
-        dataclasses.replace(EXPERIMENT, **change).run(Net, Data(), out=tmp_path, echo=lambda _: None)
+        dataclasses.replace(EXPERIMENT, **change).run(Net, Data(), out=tmp_path)
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
@@ -190,7 +192,7 @@ def test_each_arm_logs_to_its_own_wandb_run_offline(tmp_path: Path) -> None:
     from ticketbench.wandb_mode import WandbOptions
 
     experiment = dataclasses.replace(EXPERIMENT, levels=2)
-    experiment.run(Net, Data(), out=tmp_path, controls=("none", "random-prune"), echo=lambda _: None,
+    experiment.run(Net, Data(), out=tmp_path, controls=("none", "random-prune"),
                    wandb=WandbOptions(mode="offline", tags=("toy",)))
     runs = _runs(tmp_path)
     logged = {arm: read_offline_run(next((run.path / "wandb").glob("offline-run-*"))) for arm, run in runs.items()}
@@ -232,3 +234,16 @@ def test_an_experiment_under_ddp_is_written_once_by_rank_0(tmp_path: Path) -> No
         for level in (1, 2):
             shuffled, ticket = (load_masks(runs[a].mask_path(level)) for a in ("random-prune", "imp"))
             assert all(int(shuffled[n].sum()) == int(ticket[n].sum()) for n in ticket)
+
+
+def test_each_level_is_a_line_on_the_ticketbench_logger(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="ticketbench"):
+        dataclasses.replace(EXPERIMENT, levels=2).run(Net, Data(), out=tmp_path)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ticketbench.engine.observers"]
+    assert [line.split("  | ")[0].split("  P_m")[0] for line in lines] == \
+        ["[imp seed 0] level  0", "[imp seed 0] level  1"], lines
+    assert all("  | " in line for line in lines), "each line ends with the time left"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ticketbench"):
+        dataclasses.replace(EXPERIMENT, levels=3).run(Net, Data(), out=tmp_path)
+    assert not caplog.records, "a level of WARNING silences the progress lines"

@@ -22,8 +22,8 @@ def _counts(path: Path) -> dict[str, int]:
 @pytest.mark.parametrize("name", slow_params(method_names(), ["synflow"]))
 def test_each_method_trains_one_level_per_density_in_the_imp_schema(name: str, tiny_task: TaskConfig,
                                                                      tmp_path: Path, fake_data_dir: Path) -> None:
-    imp = run_imp(tiny_task, 0, out=tmp_path, data_dir=str(fake_data_dir), echo=lambda _: None)
-    run = run_method(tiny_task, 0, name, [50.0, 20.0], tmp_path, str(fake_data_dir), echo=lambda _: None)
+    imp = run_imp(tiny_task, 0, out=tmp_path, data_dir=str(fake_data_dir))
+    run = run_method(tiny_task, 0, name, [50.0, 20.0], tmp_path, str(fake_data_dir))
     records = run.records()
     trained_dense = name == "oneshot-magnitude"
     assert [r["level"] for r in records] == ([0, 1, 2] if trained_dense else [1, 2])
@@ -38,7 +38,7 @@ def test_each_method_trains_one_level_per_density_in_the_imp_schema(name: str, t
 
 def test_sanity_checks_keep_the_layer_counts_and_change_positions_or_init(tiny_task: TaskConfig, tmp_path: Path,
                                                                           fake_data_dir: Path) -> None:
-    runs = {s: run_method(tiny_task, 0, "snip", [30.0], tmp_path, str(fake_data_dir), echo=lambda _: None, sanity=s)
+    runs = {s: run_method(tiny_task, 0, "snip", [30.0], tmp_path, str(fake_data_dir), sanity=s)
             for s in (None, "shuffle", "reinit")}
     plain, shuffled, reinit = (load_masks(runs[s].mask_path(1)) for s in (None, "shuffle", "reinit"))
     assert runs["shuffle"].path.name.startswith("snip+shuffle-seed0-")
@@ -88,13 +88,13 @@ def test_compare_tables_every_method_against_imp(tmp_path: Path, fake_data_dir: 
 
 def test_iterative_masks_shrink_level_by_level(tiny_task: TaskConfig, tmp_path: Path, fake_data_dir: Path) -> None:
     for name in ("snip", "oneshot-magnitude"):
-        run = run_method(tiny_task, 0, name, [60.0, 30.0], tmp_path, str(fake_data_dir), echo=lambda _: None,
+        run = run_method(tiny_task, 0, name, [60.0, 30.0], tmp_path, str(fake_data_dir),
                          iterative=True)
         assert run.path.name.startswith(f"{name}-iterative-seed0-")
         first, second = load_masks(run.mask_path(1)), load_masks(run.mask_path(2))
         assert all(not (second[n] & ~first[n]).any() for n in first), "the second mask lies inside the first"
-    once = load_masks(run_method(tiny_task, 0, "oneshot-magnitude", [60.0, 30.0], tmp_path, str(fake_data_dir),
-                                 echo=lambda _: None).mask_path(2))
+    once_run = run_method(tiny_task, 0, "oneshot-magnitude", [60.0, 30.0], tmp_path, str(fake_data_dir))
+    once = load_masks(once_run.mask_path(2))
     assert any(not (once[n] == second[n]).all() for n in once), "iterating scores other trained weights"
 
 

@@ -136,7 +136,7 @@ def test_an_experiment_rewinds_the_optimizer_of_every_level_when_asked(tmp_path)
                                  trainer={"accelerator": "cpu", "devices": 1, "limit_val_batches": 0})
 
     assert experiment("fresh").fingerprint() != experiment("rewind").fingerprint()
-    runs = {policy: experiment(policy).run(lambda: Logged("adam"), Data(), out=tmp_path, echo=lambda _: None)[0]
+    runs = {policy: experiment(policy).run(lambda: Logged("adam"), Data(), out=tmp_path)[0]
             for policy in ("fresh", "rewind")}
     assert not runs["fresh"].rewind_optimizer_path.is_file()
     stored = runs["rewind"].load_rewind_optimizer()
@@ -388,8 +388,7 @@ def test_the_cnn_example_rewinds_late_with_its_optimizer(tmp_path, monkeypatch) 
 
 
 def test_an_experiment_trains_a_compiled_module(tmp_path) -> None:  # noqa: ANN001
-    (run,) = _experiment().run(lambda: torch.compile(Logged("adam"), backend="eager"), Data(), out=tmp_path,
-                               echo=lambda _: None)
+    (run,) = _experiment().run(lambda: torch.compile(Logged("adam"), backend="eager"), Data(), out=tmp_path)
     records = run.records()
     assert [r["level"] for r in records] == [0, 1] and all(r["compile"] == "by-user" for r in records)
     masks = run.load_masks(1)

@@ -56,10 +56,6 @@ WEIGHT_TOLERANCE = 1e-4
 OPTIMIZERS = [OptimizerConfig("adam", 1.2e-3), OptimizerConfig("sgd", 0.05, momentum=0.9, weight_decay=1e-4)]
 
 
-def quiet(_: str) -> None:
-    pass
-
-
 def train_seeds(task: TaskConfig, data: Path | None, seeds: list[int], masks: list[Masks] | None = None,
                 device: str = "cpu") -> tuple[Replicas, list[LevelResult]]:
     """One level of the given seeds as stacked replicas, from their θ0 with ``masks`` (default: full)."""
@@ -104,10 +100,10 @@ def test_imp_and_controls_of_two_seeds_train_together_like_separate_runs(tiny_ta
     task = override(tiny_task, max_steps=200, eval_every=50, levels=2)
     arms = [suite_arm(task, seed, control, tmp_path / "together", ticket_alongside=True)
             for seed in (0, 1) for control in ("none", "reinit", "random-prune")]
-    train_suite(task, arms, str(fake_data_dir), echo=quiet)
+    train_suite(task, arms, str(fake_data_dir))
     for seed in (0, 1):
         for control in ("none", "reinit", "random-prune"):
-            alone = run_imp(task, seed, control, tmp_path / "alone", str(fake_data_dir), echo=quiet)
+            alone = run_imp(task, seed, control, tmp_path / "alone", str(fake_data_dir))
             together = RunDir.for_arm(tmp_path / "together", task, seed, CONTROLS[control].arm)
             for a, b in zip(alone.records(), together.records(), strict=True):
                 assert b["replicas"] == (2 if a["level"] == 0 else 6), "level 0: the two tickets; then all six arms"

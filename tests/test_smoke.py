@@ -13,7 +13,7 @@ from ticketbench.engine.suite_runner import run_imp
 def test_conv2_on_real_cifar10_learns(real_cifar_dir, tmp_path) -> None:
     """200 steps of the Conv-2 protocol: well above chance (10%) on the real test set."""
     task = override(load_task("conv2-cifar10"), max_steps=200, eval_every=100, val_size=1000, levels=1)
-    run = run_imp(task, 0, out=tmp_path, data_dir=str(real_cifar_dir), echo=lambda _: None)
+    run = run_imp(task, 0, out=tmp_path, data_dir=str(real_cifar_dir))
     (record,) = run.records()
     assert record["test_acc_at_early_stop"] > 0.25 and record["early_stop_step"] in (100, 200)
 

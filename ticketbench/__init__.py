@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ticketbench.logs import show_lines
+
 __version__ = "0.1.0"
 __all__ = ["LotteryExperiment", "LotteryTicket", "magnitude_masks"]
+show_lines()  # progress lines on standard output, unless the program configured logging itself
 
 
 def __getattr__(name: str) -> Any:

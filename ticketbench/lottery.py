@@ -123,12 +123,12 @@ class LotteryExperiment:
                                                                        for n in self.prune})
 
     def run(self, make_module: Callable[[], L.LightningModule], datamodule: L.LightningDataModule, seed: int = 0,
-            controls: Sequence[str] = ("none",), out: str | Path = "runs", echo: Callable[[str], None] = print,
+            controls: Sequence[str] = ("none",), out: str | Path = "runs",
             wandb: WandbOptions | None = None) -> list[RunDir]:
         """Train every level not finished yet of the winning tickets and each control (a control's
         level reads the ticket's mask of that level); return the run directories. ``wandb``: log
         each arm to its W&B run as the suite's tasks do (``WandbOptions(mode="offline")``; None:
-        no W&B)."""
+        no W&B). Each finished level is a line on the ``ticketbench`` logger (:mod:`ticketbench.logs`)."""
         out = _checked_run_arguments(make_module, datamodule, seed, controls, out)
         chosen = sorted(dict.fromkeys(controls), key=lambda c: c != TICKET.name)
         network = ModuleNetwork(self, make_module)
@@ -144,10 +144,10 @@ class LotteryExperiment:
         def observers(training: list[Arm]) -> list[Observer]:
             if not runner.writes:
                 return []
-            runner.tracking = Tracking(training, wandb, echo)
-            return [Terminal.for_arms(training, echo), runner.tracking]
+            runner.tracking = Tracking(training, wandb)
+            return [Terminal.for_arms(training), runner.tracking]
 
-        run_arms(runner, arms, observers, echo)
+        run_arms(runner, arms, observers)
         return [arm.run for arm in arms]
 
 

@@ -28,8 +28,8 @@ The x-axis of every chart is ``trainer/global_step = level * max_steps + step``:
 from __future__ import annotations
 
 import json
+import logging
 import secrets
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ from ticketbench.storage.analysis_dir import point_name
 from ticketbench.storage.directory import Directory, Protocol
 from ticketbench.storage.provenance import code_version
 from ticketbench.wandb_mode import WandbOptions
+
+log = logging.getLogger(__name__)
 
 POINT_COLUMNS = ("rewind_step", "level", "control", "weights_remaining_percent", "instability_test",
                  "instability_train")
@@ -175,12 +177,12 @@ class Tracker:
         self.logger.log_metrics(logged, step=x_axis(self.task, self.task.levels, 0))
         self.logger.experiment.summary.update({f"verdict/{claim}": verdict for claim, verdict in verdicts.items()})
 
-    def close(self, failed: bool, echo: Callable[[str], None]) -> None:
+    def close(self, failed: bool) -> None:
         """Close the W&B run and say how to upload its offline segments still to sync."""
         self.logger.experiment.finish(exit_code=1 if failed else 0)
         segments = unsynced(self.run)
         if segments:
-            echo(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
+            log.info(f"W&B offline run, to upload: wandb sync {' '.join(map(str, segments))}")
 
 
 def open_tracker(run: Directory, task: Protocol, seed: int, options: WandbOptions | None) -> Tracker | None:

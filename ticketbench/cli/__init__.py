@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ticketbench.cli.registry import Command, parse, parser
-from ticketbench.config import ConfigError
-from ticketbench.data import DataError
-from ticketbench.errors import RunError
+from ticketbench.errors import ConfigError, DataError, RunError
 from ticketbench.interrupt import Interrupted, stop_on_signals
+from ticketbench.logs import lines_on_stdout
 
 __all__ = ["main", "parser"]
 
@@ -29,8 +28,8 @@ for _module in ("run", "sweep", "instability", "browse", "verdicts"):  # each re
 @contextmanager
 def _settings_kept() -> Iterator[None]:
     """Put back what a command changes for the whole process (the warning filters, Lightning's log
-    level, torch's choice of kernels under --deterministic), so that a program can call ``main``
-    more than once."""
+    level, torch's choice of kernels under --deterministic, where ticketbench's lines go), so that
+    a program can call ``main`` more than once."""
     import torch
 
     lightning = logging.getLogger("lightning.pytorch")
@@ -39,7 +38,7 @@ def _settings_kept() -> Iterator[None]:
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     benchmark = torch.backends.cudnn.benchmark
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), lines_on_stdout():
             yield
     finally:
         lightning.setLevel(level)

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ from ticketbench.training.level import LevelPlan, fit_level, train_level
 from ticketbench.training.module import Chunks
 from ticketbench.training.replicas import Replicas
 from ticketbench.wandb_mode import WandbOptions
+
+log = logging.getLogger(__name__)
 
 ARM, SAME_NOISE_ARM = ANALYSIS_ARMS
 BN_BATCHES = 20  # training batches that re-estimate BatchNorm statistics at each point of a path
@@ -137,10 +140,9 @@ class Analysis:
     """One seed's instability analysis of a task (see the module docstring)."""
 
     def __init__(self, task: TaskConfig, seed: int, out: Path, same_noise: bool = False, bn: str = "recompute",
-                 points_on_path: int = 30, progress: bool = False, echo: Callable[[str], None] = print,
-                 wandb: WandbOptions | None = None) -> None:
+                 points_on_path: int = 30, progress: bool = False, wandb: WandbOptions | None = None) -> None:
         self.task, self.seed, self.out, self.same_noise, self.bn = task, seed, out, same_noise, bn
-        self.points_on_path, self.progress, self.echo, self.wandb = points_on_path, progress, echo, wandb
+        self.points_on_path, self.progress, self.wandb = points_on_path, progress, wandb
         self.run = StabilityDir.for_arm(out, task, seed, self.run_arm)
         self.imp = RunDir.for_arm(out, task, seed, TICKET.arm)
 
@@ -189,13 +191,13 @@ class Analysis:
             for point in todo:
                 rec = self._analyse(point, split, bn)
                 write_json(self.run.point_path(point.name), rec)
-                self.echo(point_line(rec))
+                log.info(point_line(rec))
                 if tracker:
                     tracker.point_done(rec, self.run.point_records())
             failed = False
         finally:
             if tracker:
-                tracker.close(failed, self.echo)
+                tracker.close(failed)
 
     def _start(self, point: Point, split: DeviceSplit) -> Start:
         """The masked θ_k both copies start from; the dense network trained to k > 0 is cached in

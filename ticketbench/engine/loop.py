@@ -5,6 +5,7 @@ through a runner (:mod:`ticketbench.engine.suite_runner` for the suite's tasks,
 
 from __future__ import annotations
 
+import logging
 import typing
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, nullcontext
@@ -16,6 +17,8 @@ from ticketbench.engine.record import level_record
 from ticketbench.errors import RunError
 from ticketbench.storage.directory import Protocol
 from ticketbench.training.level import LevelResult
+
+log = logging.getLogger(__name__)
 
 
 class Runner(typing.Protocol):
@@ -106,8 +109,7 @@ def _record(runner: Runner, observers: Sequence[Observer], arm: Arm, level: int,
     return record
 
 
-def run_arms(runner: Runner, arms: list[Arm], observers: Callable[[list[Arm]], list[Observer]],
-             echo: Callable[[str], None] = print) -> None:
+def run_arms(runner: Runner, arms: list[Arm], observers: Callable[[list[Arm]], list[Observer]]) -> None:
     """Train the arms with levels to do; say which are finished already.
 
     What training needs loads first (the data), then every run directory is locked for the whole
@@ -130,7 +132,7 @@ def run_arms(runner: Runner, arms: list[Arm], observers: Callable[[list[Arm]], l
             stopped = arm.run.diverged_level()
             arm.todo = [] if stopped is not None else [lvl for lvl in arm.todo if not arm.run.has_level(lvl)]
             if not arm.todo and runner.writes:
-                echo(f"{arm.run.path}: {arm.finished if stopped is None else f'diverged at level {stopped}'}")
+                log.info(f"{arm.run.path}: {arm.finished if stopped is None else f'diverged at level {stopped}'}")
         training = [arm for arm in arms if arm.todo]
         if training:
             watching = observers(training)

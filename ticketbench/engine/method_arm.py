@@ -82,11 +82,11 @@ def _check_keeps_weights(task: TaskConfig, names: dict[str, str], scope: str, de
 
 
 def run_method(task: TaskConfig, seed: int, name: str, densities: list[float], out: Path = Path("runs"),
-               data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
+               data_dir: str | None = None, progress: bool = False,
                wandb: WandbOptions | None = None, sanity: str | None = None, iterative: bool = False) -> RunDir:
     """Train every density of one method that is not finished yet; return its run directory."""
     arm = method_arm(task, seed, name, densities, out, sanity, iterative)
-    return train_suite(method_task(task, densities), [arm], data_dir, progress, echo, wandb)[0]
+    return train_suite(method_task(task, densities), [arm], data_dir, progress, wandb)[0]
 
 
 @dataclass

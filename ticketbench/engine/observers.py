@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,33 +21,33 @@ from ticketbench.training.level import LevelResult
 from ticketbench.training.progress import Eta
 from ticketbench.wandb_mode import WandbOptions
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Terminal(Observer):
     """One line per finished level; the last line of a group adds the ETA of the levels left."""
 
     eta: Eta
-    echo: Callable[[str], None]
 
     @classmethod
-    def for_arms(cls, arms: Sequence[Arm], echo: Callable[[str], None]) -> Terminal:
+    def for_arms(cls, arms: Sequence[Arm]) -> Terminal:
         steps = sum(arm.network.protocol.max_steps - (arm.network.rewind_step if level else 0)  # type: ignore[attr-defined]
                     for arm in arms for level in arm.todo)
-        return cls(Eta(steps), echo)
+        return cls(Eta(steps))
 
     def levels_done(self, arms: Sequence[Arm], records: Sequence[dict[str, Any]],
                     results: Sequence[LevelResult]) -> None:
         lines = [level_line(record) for record in records]
         lines[-1] += f"  | {self.eta.level_done(results[0].steps * len(arms), results[0].seconds)}"
-        self.echo("\n".join(lines))
+        log.info("\n".join(lines))
 
 
 class Tracking(Observer):
     """Each arm's W&B run (see :mod:`ticketbench.tracking`): its metrics come through
     :meth:`logger`, its levels, θ_k and the end of the experiment through the loop."""
 
-    def __init__(self, arms: Sequence[Arm], options: WandbOptions | None, echo: Callable[[str], None]) -> None:
-        self.echo = echo
+    def __init__(self, arms: Sequence[Arm], options: WandbOptions | None) -> None:
         self.trackers: dict[int, Tracker] = {}
         for arm in arms:
             tracker = open_tracker(arm.run, arm.network.protocol, arm.seed, options)
@@ -78,4 +79,4 @@ class Tracking(Observer):
 
     def close(self, failed: bool) -> None:
         for tracker in self.trackers.values():
-            tracker.close(failed, self.echo)
+            tracker.close(failed)

@@ -5,7 +5,8 @@ them as it trains (see :mod:`ticketbench.training.level_checkpoint`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from ticketbench.training.level_checkpoint import Checkpointing, LevelCheckpoint
 from ticketbench.training.replicas import Replicas, check_batchable
 from ticketbench.wandb_mode import WandbOptions
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class TaskNetwork(Network):
@@ -45,8 +48,7 @@ class TaskNetwork(Network):
         return pruned_tensors(model, self.task.pruning)
 
 
-def resume_points(paths: list[Path], level: int, starts: Sequence[Start], stop: int,
-                  echo: Callable[[str], None]) -> list[LevelCheckpoint] | None:
+def resume_points(paths: list[Path], level: int, starts: Sequence[Start], stop: int) -> list[LevelCheckpoint] | None:
     """The checkpoints ``paths`` of ``level`` stopped midway, one per arm, when every arm has one at
     the same step."""
     if not all(path.is_file() for path in paths):
@@ -54,10 +56,10 @@ def resume_points(paths: list[Path], level: int, starts: Sequence[Start], stop: 
     found = [LevelCheckpoint.load(path, level, start.step, stop, start.masks)
              for path, start in zip(paths, starts, strict=True)]
     if len({c.step for c in found}) > 1:
-        echo(f"level {level}: the checkpoints of the arms training together stopped at different steps "
-             f"({', '.join(str(c.step) for c in found)}); the level trains from its start")
+        log.info(f"level {level}: the checkpoints of the arms training together stopped at different steps "
+                 f"({', '.join(str(c.step) for c in found)}); the level trains from its start")
         return None
-    echo(f"level {level}: resumes from step {found[0].step} ({', '.join(str(p) for p in paths)})")
+    log.info(f"level {level}: resumes from step {found[0].step} ({', '.join(str(p) for p in paths)})")
     return found
 
 
@@ -69,7 +71,6 @@ class SuiteRunner:
     task: TaskConfig
     data_dir: str | None = None
     progress: bool = False
-    echo: Callable[[str], None] = print
     checkpoint_every: float | None = None
     tracking: Tracking | None = None
     writes: bool = True
@@ -97,8 +98,7 @@ class SuiteRunner:
         return self.splits[arm.seed]
 
     def begin(self, level: int, arms: Sequence[Arm], starts: Sequence[Start]) -> list[LevelCheckpoint] | None:
-        return resume_points([arm.run.progress_path(level) for arm in arms], level, starts, self.task.max_steps,
-                             self.echo)
+        return resume_points([arm.run.progress_path(level) for arm in arms], level, starts, self.task.max_steps)
 
     def fit(self, level: int, arms: Sequence[Arm], starts: Sequence[Start],
             begun: list[LevelCheckpoint] | None) -> list[LevelResult]:
@@ -134,22 +134,21 @@ def suite_arm(task: TaskConfig, seed: int, control: str = "none", out: Path = Pa
 
 
 def train_suite(task: TaskConfig, arms: list[Arm], data_dir: str | None = None, progress: bool = False,
-                echo: Callable[[str], None] = print, wandb: WandbOptions | None = None,
-                checkpoint_every: float | None = None) -> list[RunDir]:
+                wandb: WandbOptions | None = None, checkpoint_every: float | None = None) -> list[RunDir]:
     """Train the levels still to do of ``arms`` of ``task`` (``wandb`` with a resolved mode: each arm
     logs to its W&B run); return their run directories."""
-    runner = SuiteRunner(task, data_dir, progress, echo, checkpoint_every)
+    runner = SuiteRunner(task, data_dir, progress, checkpoint_every)
 
     def observers(training: list[Arm]) -> list[Observer]:
-        runner.tracking = Tracking(training, wandb, echo)
-        return [Terminal.for_arms(training, echo), runner.tracking]
+        runner.tracking = Tracking(training, wandb)
+        return [Terminal.for_arms(training), runner.tracking]
 
-    run_arms(runner, arms, observers, echo)
+    run_arms(runner, arms, observers)
     return [arm.run for arm in arms]
 
 
 def run_imp(task: TaskConfig, seed: int, control: str = "none", out: Path = Path("runs"),
-            data_dir: str | None = None, progress: bool = False, echo: Callable[[str], None] = print,
+            data_dir: str | None = None, progress: bool = False,
             wandb: WandbOptions | None = None) -> RunDir:
     """Train every level of one arm that is not finished yet; return its run directory."""
-    return train_suite(task, [suite_arm(task, seed, control, out)], data_dir, progress, echo, wandb)[0]
+    return train_suite(task, [suite_arm(task, seed, control, out)], data_dir, progress, wandb)[0]

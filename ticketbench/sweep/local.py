@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ticketbench.catalog import duration
@@ -25,6 +26,8 @@ from ticketbench.engine.arms import Arm
 from ticketbench.engine.record import level_line
 from ticketbench.interrupt import Interrupted, stop_on_signals
 from ticketbench.sweep.jobs import Job, SweepDir, end_job, start_job, thread_env
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
 STOP_GRACE_SECONDS = 60.0
@@ -104,21 +107,20 @@ class Progress:
         return f"{head}, ETA {duration(elapsed / self.steps_done * self.steps_left)}"
 
 
-def run_local(sweep: SweepDir, jobs: list[Job], requested: int | None, threads: int | None = None,
-              echo: Callable[[str], None] = print) -> int:
+def run_local(sweep: SweepDir, jobs: list[Job], requested: int | None, threads: int | None = None) -> int:
     """Run every job with levels left, ``requested`` at a time with ``threads`` CPU threads each;
     0 when all finished, 1 when a job failed, 128 + signal when stopped by SIGINT / SIGTERM."""
     queue = []
     for job in (j for j in jobs if j.unfinished()):
         holder = job.holder()
         if holder:
-            echo(f"[{job.name}] is being trained by {holder}: not started again")
+            log.info(f"[{job.name}] is being trained by {holder}: not started again")
         else:
             queue.append(job)
     slots = plan_slots(requested, len(queue), threads)
     progress = Progress(queue)
-    echo(f"sweep: {len(queue)} job(s) with {progress.levels} level(s) to train, {slots.describe()}; "
-         f"logs in {sweep.path / 'logs'}")
+    log.info(f"sweep: {len(queue)} job(s) with {progress.levels} level(s) to train, {slots.describe()}; "
+             f"logs in {sweep.path / 'logs'}")
     running: dict[int, tuple[Job, subprocess.Popen]] = {}  # slot -> job
     failed: list[str] = []
     try:
@@ -134,32 +136,32 @@ def run_local(sweep: SweepDir, jobs: list[Job], requested: int | None, threads: 
                     process = start_job(sweep, job.name, job.argv, env, "local", start_new_session=True,
                                         preexec_fn=_die_with_parent)
                     running[slot] = (job, process)
-                    echo(f"[{job.name}] started (pid {process.pid})")
+                    log.info(f"[{job.name}] started (pid {process.pid})")
                 time.sleep(POLL_SECONDS)
                 for slot, (job, process) in list(running.items()):
                     code = process.poll()  # before reading the records: a job that ended has written all of its
                     for rec in progress.finished_levels(job):
-                        echo(f"[{job.name}] {level_line(rec)}  | {progress.eta()}")
+                        log.info(f"[{job.name}] {level_line(rec)}  | {progress.eta()}")
                     if code is None:
                         continue
                     del running[slot]
                     end_job(sweep, job.name, code)
                     if code == 0:
-                        echo(f"[{job.name}] done")
+                        log.info(f"[{job.name}] done")
                     else:
                         failed.append(job.name)
-                        echo(f"[{job.name}] failed (exit {code}): {sweep.last_line(job.name)}")
+                        log.warning(f"[{job.name}] failed (exit {code}): {sweep.last_line(job.name)}")
     except Interrupted as stop:
         _stop(sweep, list(running.values()))
-        echo(f"sweep: stopped by {stop.name}; {len(running)} job(s) were interrupted after their finished levels; "
-             "run the same command to resume")
+        log.warning(f"sweep: stopped by {stop.name}; {len(running)} job(s) were interrupted after their finished "
+                    "levels; run the same command to resume")
         return stop.exit_code
     if failed:
-        echo(f"sweep: {len(failed)} job(s) failed ({', '.join(failed)}); their logs are in {sweep.path / 'logs'}; "
-             "the same command retries them")
+        log.warning(f"sweep: {len(failed)} job(s) failed ({', '.join(failed)}); their logs are in "
+                    f"{sweep.path / 'logs'}; the same command retries them")
         return 1
-    echo(f"sweep: every job done ({progress.levels_done} level(s) trained) in "
-         f"{duration(time.monotonic() - progress.began)}")
+    log.info(f"sweep: every job done ({progress.levels_done} level(s) trained) in "
+             f"{duration(time.monotonic() - progress.began)}")
     return 0
 
 

@@ -10,11 +10,11 @@ stays cancelled; running the sweep again submits it anew.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ from typing import Any
 from ticketbench.catalog import CPU_LEVEL_SECONDS, CPU_STEP_SECONDS, duration, projected_level_seconds
 from ticketbench.config import ConfigError, TaskConfig, load_task, parse_yaml, read_text
 from ticketbench.sweep.jobs import Job, SweepDir, end_job, in_slurm, start_job, thread_env
+
+log = logging.getLogger(__name__)
 
 WARNING_MINUTES = 2  # SLURM signals a job this long before its time limit (submitit's signal_delay_s)
 TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
@@ -162,7 +164,7 @@ def level_outlasts(task: TaskConfig, minutes: int, argv: tuple[str, ...]) -> str
             f"--time {minutes} min less SLURM's {WARNING_MINUTES}-minute warning; {then}")
 
 
-def submit(sweep: SweepDir, jobs: list[Job], options: SlurmOptions, echo: Callable[[str], None] = print) -> int:
+def submit(sweep: SweepDir, jobs: list[Job], options: SlurmOptions) -> int:
     """Submit every job with levels left that is neither queued nor running, as one job array."""
     try:
         import submitit
@@ -175,16 +177,16 @@ def submit(sweep: SweepDir, jobs: list[Job], options: SlurmOptions, echo: Callab
         listed, holder = in_slurm(state, queued), job.holder()
         if listed or holder:
             where = f"queued as SLURM job {state['slurm_job_id']}" if listed else holder
-            echo(f"[{job.name}] already {where}: not submitted again")
+            log.info(f"[{job.name}] already {where}: not submitted again")
         else:
             todo.append(job)
     if not todo:
-        echo("sweep: nothing to submit")
+        log.info("sweep: nothing to submit")
         return 0
     if not options.gpus:
         for line in dict.fromkeys(level_outlasts(job.task, options.time, job.argv) for job in todo):
             if line:
-                echo(line)
+                log.warning(line)
     executor = submitit.SlurmExecutor(folder=sweep.path / "slurm", max_num_timeout=options.max_requeues)
     executor.update_parameters(job_name=f"ticketbench-{sweep.path.name}", **options.parameters())
     try:
@@ -197,9 +199,9 @@ def submit(sweep: SweepDir, jobs: list[Job], options: SlurmOptions, echo: Callab
         sweep.record(job.name, command=["ticketbench", *job.argv], executor="slurm", state="submitted",
                      slurm_job_id=handle.job_id, exit_code=None)
     ids = sorted({h.job_id.split("_")[0] for h in submitted})
-    echo(f"sweep: submitted {len(todo)} job(s) as SLURM job {', '.join(ids)} ({options.time} min, {options.cpus} "
-         f"CPU(s){f', {options.gpus} GPU(s)' if options.gpus else ''} each); logs in {sweep.path / 'logs'}; "
-         "`--status` with the same arguments follows them")
+    log.info(f"sweep: submitted {len(todo)} job(s) as SLURM job {', '.join(ids)} ({options.time} min, {options.cpus} "
+             f"CPU(s){f', {options.gpus} GPU(s)' if options.gpus else ''} each); logs in {sweep.path / 'logs'}; "
+             "`--status` with the same arguments follows them")
     return 0
 
 
