@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from conftest import data_dir
 
-from ticketbench.config import TaskConfig, load_task, override
+from ticketbench.config import TaskConfig, load_task
 from ticketbench.data import BatchStream, DeviceSplit, load_arrays, task_split
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.models import build_model
+from ticketbench.overrides import override
 from ticketbench.pruning.masks import full_masks
 from ticketbench.pruning.schedule import pruned_tensors
 from ticketbench.training.arithmetic import autocast, channels_last

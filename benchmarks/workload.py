@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ticketbench.config import TaskConfig, load_task, override
+from ticketbench.config import TaskConfig, load_task
 from ticketbench.data import BatchStream, DeviceSplit, load_arrays, make_split
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.models import build_model
+from ticketbench.overrides import override
 from ticketbench.pruning.masks import Masks, apply_masks, full_masks
 from ticketbench.pruning.schedule import next_masks, pruned_tensors
 from ticketbench.training.replicas import Replicas

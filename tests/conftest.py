@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ticketbench.config import TaskConfig, load_task, override
+from ticketbench.config import TaskConfig, load_task
+from ticketbench.overrides import override
 
 # Runs in tests log to W&B only where a test asks for it (--wandb offline); the CLI's default
 # (offline without an API key) would otherwise start a W&B process for every small run.

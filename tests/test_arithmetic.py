@@ -19,9 +19,10 @@ import torch
 from test_cli import ticketbench
 from test_replicas import train_seeds
 
-from ticketbench.config import load_task, override
+from ticketbench.config import load_task
 from ticketbench.device import tf32_policy, use_tf32
 from ticketbench.models import build_model
+from ticketbench.overrides import override
 from ticketbench.pruning.masks import full_masks
 from ticketbench.training.arithmetic import channels_last
 

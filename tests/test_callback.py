@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ticketbench import LotteryTicket
-from ticketbench.config import ConfigError
+from ticketbench.errors import ConfigError
 
 PRUNED = ["net.0.weight", "net.3.weight"]
 

@@ -14,12 +14,13 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from ticketbench.config import load_task, override
+from ticketbench.config import load_task
 from ticketbench.data import BatchStream, load_arrays, make_split
 from ticketbench.data.store import CIFAR10, Source
 from ticketbench.data.tensors import PAD, crop_flip
 from ticketbench.engine.suite_runner import run_imp, suite_arm
 from ticketbench.models import build_model
+from ticketbench.overrides import override
 from ticketbench.pruning.masks import full_masks
 from ticketbench.pruning.schedule import next_masks, pruned_tensors
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from test_cli import TINY, ticketbench
 
-from ticketbench.config import TaskConfig, from_mapping, load_task
+from ticketbench.config import TaskConfig, load_task
+from ticketbench.typed_mapping import from_mapping
 
 
 def _error(result) -> str:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ticketbench.config import ConfigError, load_task, override, task_names
+from ticketbench.config import load_task, task_names
+from ticketbench.errors import ConfigError
+from ticketbench.overrides import override
 from ticketbench.task_check import check_task
 
 

@@ -15,10 +15,11 @@ import torch
 from test_arithmetic import _half_masks
 from test_replicas import train_seeds
 
-from ticketbench.config import TaskConfig, load_task, override
+from ticketbench.config import TaskConfig, load_task
 from ticketbench.data import BatchStream, load_arrays, make_split
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.models import build_model
+from ticketbench.overrides import override
 from ticketbench.training.module import Blocks, Classifier, build_optimizer
 from ticketbench.training.replicas import Replicas
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ticketbench.config import OptimizerConfig, TaskConfig, override
+from ticketbench.config import OptimizerConfig, TaskConfig
 from ticketbench.data import BatchStream, DeviceSplit, load_arrays, make_split
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.engine.suite_runner import run_imp, suite_arm
 from ticketbench.errors import RunError
 from ticketbench.models import build_model
+from ticketbench.overrides import override
 from ticketbench.pruning.masks import Masks, full_masks
 from ticketbench.pruning.select import random_masks
 from ticketbench.storage.run_dir import RunDir

@@ -16,11 +16,12 @@ from test_cli import TINY, ticketbench, ticketbench_process
 from torch import nn
 from wandb_records import read_offline_run
 
-from ticketbench.config import load_task, override
+from ticketbench.config import load_task
 from ticketbench.data import load_arrays, make_split
 from ticketbench.engine.instability import Analysis, Point, point_line
 from ticketbench.interpolation import PathErrors, alphas, interpolate, path_errors, recompute_batchnorm
 from ticketbench.models import build_model
+from ticketbench.overrides import override
 from ticketbench.pruning.masks import load_masks
 from ticketbench.scoring import Diverged, _quantity
 from ticketbench.storage.analysis_dir import StabilityDir

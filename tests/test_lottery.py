@@ -18,8 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ticketbench import LotteryExperiment
-from ticketbench.config import ConfigError
-from ticketbench.errors import RunError
+from ticketbench.errors import ConfigError, RunError
 from ticketbench.pruning.masks import load_masks
 from ticketbench.storage.run_dir import RunDir
 

@@ -12,7 +12,7 @@ from ticketbench_baselines.grasp import TEMPERATURE
 from ticketbench_baselines.synflow import synflow_scores
 from torch import nn
 
-from ticketbench.config import ConfigError
+from ticketbench.errors import ConfigError
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import full_masks
 from ticketbench.pruning.methods import Method, PruneRequest, get_method, method_names, select_masks

@@ -14,7 +14,9 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ticketbench.config import ConfigError, TaskConfig, apply_overrides, load_task, parse_assignment, plain
+from ticketbench.config import TaskConfig, load_task, plain
+from ticketbench.errors import ConfigError
+from ticketbench.overrides import apply_overrides, parse_assignment
 from ticketbench.pruning.methods import Method, MethodError, PruneRequest, select_masks
 from ticketbench.pruning.select import prune_global, prune_layerwise
 from ticketbench.references import parse_references

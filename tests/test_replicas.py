@@ -41,12 +41,13 @@ import torch
 from conftest import slow_params
 from test_cli import TINY, ticketbench
 
-from ticketbench.config import OptimizerConfig, TaskConfig, load_task, override
+from ticketbench.config import OptimizerConfig, TaskConfig, load_task
 from ticketbench.controls import CONTROLS
 from ticketbench.data import BatchStream, load_arrays, make_split
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.engine.suite_runner import run_imp, suite_arm, train_suite
 from ticketbench.models import build_model
+from ticketbench.overrides import override
 from ticketbench.pruning.masks import Masks, full_masks, load_masks
 from ticketbench.storage.run_dir import RunDir
 from ticketbench.training.level import LevelPlan, LevelResult, train_level

@@ -9,7 +9,7 @@ import pytest
 from conftest import lenet_p_m, write_run
 from test_cli import ticketbench
 
-from ticketbench.config import ConfigError
+from ticketbench.errors import ConfigError
 from ticketbench.references import Metric, load_references, parse_references, reference_tasks
 from ticketbench.report import arm_label, claim_row, level_table, mean_table
 from ticketbench.scoring import Unmeasurable, nearest_level, score, stable_from

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from test_cli import ticketbench, ticketbench_process
 
-from ticketbench.config import load_task, override
+from ticketbench.config import load_task
 from ticketbench.engine.suite_runner import run_imp
+from ticketbench.overrides import override
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ from conftest import SWEEP_GRID as GRID
 from conftest import sweep_masks, sweep_records, wait_for
 from test_cli import ticketbench
 
-from ticketbench.config import ConfigError, load_task
+from ticketbench.config import load_task
+from ticketbench.errors import ConfigError
 from ticketbench.seeds import parse_seeds
 from ticketbench.sweep.slurm import SlurmOptions, level_outlasts, parse_time
 

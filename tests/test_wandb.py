@@ -13,8 +13,9 @@ import pytest
 from test_cli import TINY, ticketbench, ticketbench_process
 from wandb_records import read_offline_run
 
-from ticketbench.config import load_task, override
+from ticketbench.config import load_task
 from ticketbench.errors import RunError
+from ticketbench.overrides import override
 from ticketbench.references import load_references
 from ticketbench.storage.run_dir import RunDir
 from ticketbench.wandb_mode import resolve_mode

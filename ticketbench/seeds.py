@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ticketbench.config import ConfigError
+from ticketbench.errors import ConfigError
 
 DIGITS = re.compile(r"[0-9]+")  # ASCII only: int() would also read other scripts' digits
 MAX_SEED = 2**32 - 1

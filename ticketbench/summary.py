@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ticketbench.compare import figure as compare_figure
 from ticketbench.compare import points
-from ticketbench.config import ConfigError
+from ticketbench.errors import ConfigError
 from ticketbench.references import load_references
 from ticketbench.report import ARM_STYLE, claim_row, figures
 from ticketbench.scoring import score

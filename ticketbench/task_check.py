@@ -7,8 +7,9 @@ before anything is trained or written."""
 
 from __future__ import annotations
 
-from ticketbench.config import ConfigError, TaskConfig, load_task, task_names
+from ticketbench.config import TaskConfig, load_task, task_names
 from ticketbench.data.store import LAYOUTS
+from ticketbench.errors import ConfigError
 from ticketbench.models import MODEL_DATASETS, MODELS, build_model
 from ticketbench.pruning.schedule import pruned_tensors
 

@@ -26,11 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ticketbench.config import TaskConfig, load_task, override
+from ticketbench.config import TaskConfig, load_task
 from ticketbench.data import BatchStream, task_split
 from ticketbench.data.tensors import ReplicaData
 from ticketbench.device import default_device, use_tf32
 from ticketbench.models import build_model
+from ticketbench.overrides import override
 from ticketbench.training.arithmetic import channels_last, wants_channels_last
 from ticketbench.training.module import Blocks, Classifier, build_optimizer
 from ticketbench.training.replicas import Replicas

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from ticketbench.cli import shared, values
 from ticketbench.cli.options import group, option, to_argv
 from ticketbench.cli.registry import command
-from ticketbench.config import ConfigError, TaskConfig
+from ticketbench.config import TaskConfig
 from ticketbench.controls import CONTROLS
+from ticketbench.errors import ConfigError
 
 if typing.TYPE_CHECKING:
     from ticketbench.engine.arms import Arm

@@ -14,18 +14,9 @@ from typing import Any
 
 from ticketbench.cli import values
 from ticketbench.cli.options import option
-from ticketbench.config import (
-    COMPILE_MODES,
-    PRECISIONS,
-    TaskConfig,
-    apply_overrides,
-    load_task,
-    override,
-    parse_assignment,
-    read_overrides,
-    task_names,
-)
+from ticketbench.config import COMPILE_MODES, PRECISIONS, TaskConfig, load_task, task_names
 from ticketbench.controls import SANITY
+from ticketbench.overrides import apply_overrides, override, parse_assignment, read_overrides
 from ticketbench.seeds import MAX_SEED
 from ticketbench.task_check import check_task
 from ticketbench.wandb_mode import MODES, WandbOptions

@@ -12,8 +12,9 @@ from ticketbench.cli import shared, values
 from ticketbench.cli.options import group, option
 from ticketbench.cli.registry import command, parse
 from ticketbench.cli.run import RunOptions, job_argv, plan
-from ticketbench.config import ConfigError, TaskConfig
+from ticketbench.config import TaskConfig
 from ticketbench.controls import CONTROLS
+from ticketbench.errors import ConfigError
 
 if typing.TYPE_CHECKING:
     from ticketbench.sweep.jobs import Job

@@ -7,8 +7,8 @@ import argparse
 import math
 from pathlib import Path
 
-from ticketbench.config import ConfigError
 from ticketbench.controls import CONTROLS
+from ticketbench.errors import ConfigError
 from ticketbench.seeds import DIGITS, MAX_SEED
 
 

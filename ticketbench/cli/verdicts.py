@@ -13,8 +13,7 @@ from typing import Any
 from ticketbench.cli import values
 from ticketbench.cli.options import option
 from ticketbench.cli.registry import command
-from ticketbench.config import ConfigError
-from ticketbench.errors import RunError
+from ticketbench.errors import ConfigError, RunError
 
 if typing.TYPE_CHECKING:
     from ticketbench.scoring import ClaimResult

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ticketbench.config import ConfigError, TaskConfig
-from ticketbench.errors import DataError
+from ticketbench.config import TaskConfig
+from ticketbench.errors import ConfigError, DataError
 from ticketbench.seeding import generator
 
 # Per-dataset, per-channel input statistics of x/255 over the training images.

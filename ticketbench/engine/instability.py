@@ -31,14 +31,14 @@ from typing import Any
 import torch
 
 from ticketbench.atomic import atomic_write, remove_partial_writes, write_json
-from ticketbench.config import ConfigError, TaskConfig
+from ticketbench.config import TaskConfig
 from ticketbench.controls import TICKET
 from ticketbench.data import BatchStream, load_arrays, task_split
 from ticketbench.data.tensors import DeviceSplit, ReplicaData
 from ticketbench.device import default_device, use_tf32
 from ticketbench.engine.arms import Start
 from ticketbench.engine.suite_runner import suite_arm
-from ticketbench.errors import RunError
+from ticketbench.errors import ConfigError, RunError
 from ticketbench.interpolation import Batches, PathErrors, has_batchnorm, path_errors
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import remaining_percent

@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 
 from ticketbench.atomic import atomic_write
-from ticketbench.config import ConfigError, TaskConfig
+from ticketbench.config import TaskConfig
 from ticketbench.controls import SANITY, Control
 from ticketbench.data.tensors import DeviceSplit
 from ticketbench.engine.arms import Arm, Start
 from ticketbench.engine.suite_runner import TaskNetwork, train_suite
-from ticketbench.errors import RunError
+from ticketbench.errors import ConfigError, RunError
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import apply_masks, full_masks
 from ticketbench.pruning.methods import Method, PruneRequest, get_method, select_masks

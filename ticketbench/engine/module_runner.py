@@ -20,10 +20,10 @@ from torch import nn
 from torch._dynamo.eval_frame import OptimizedModule
 
 from ticketbench.callback import LotteryTicket
-from ticketbench.config import ConfigError, PruningConfig
+from ticketbench.config import PruningConfig
 from ticketbench.engine.arms import Arm, Network, Start
 from ticketbench.engine.observers import Tracking
-from ticketbench.errors import ArgumentTypeError, RunError
+from ticketbench.errors import ArgumentTypeError, ConfigError, RunError
 from ticketbench.storage.directory import Protocol
 from ticketbench.tracking import x_axis
 from ticketbench.training.arithmetic import record_fields

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ticketbench.config import ConfigError
+from ticketbench.errors import ConfigError
 from ticketbench.pruning.masks import Masks
 from ticketbench.pruning.select import global_count, layerwise_counts, prune_global, prune_layerwise
 

@@ -35,7 +35,7 @@ from importlib.metadata import EntryPoint, entry_points
 import torch
 from torch import nn
 
-from ticketbench.config import ConfigError
+from ticketbench.errors import ConfigError
 from ticketbench.pruning.masks import Masks
 from ticketbench.pruning.select import prune_global, prune_layerwise
 

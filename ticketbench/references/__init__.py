@@ -14,8 +14,9 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from ticketbench.config import ConfigError, packaged_names, parse_yaml, read_yaml_source
+from ticketbench.errors import ConfigError
 from ticketbench.stats import COMPARATORS, accepted_range
+from ticketbench.yaml_files import packaged_names, parse_yaml, read_yaml_source
 
 KINDS = ("value", "delta_to_dense", "speedup_vs_dense", "arm_delta", "speedup_vs_arm")
 QUANTITIES = ("test_acc_at_early_stop", "test_acc_final", "val_acc_at_early_stop", "early_stop_step",

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ticketbench.catalog import CPU_LEVEL_SECONDS, CPU_STEP_SECONDS, duration, projected_level_seconds
-from ticketbench.config import ConfigError, TaskConfig, load_task, parse_yaml, read_text
+from ticketbench.config import TaskConfig, load_task
+from ticketbench.errors import ConfigError
 from ticketbench.sweep.jobs import Job, SweepDir, end_job, in_slurm, start_job, thread_env
+from ticketbench.yaml_files import parse_yaml, read_text
 
 log = logging.getLogger(__name__)
 

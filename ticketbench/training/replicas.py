@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ticketbench.config import ConfigError
+from ticketbench.errors import ConfigError
 
 State = dict[str, torch.Tensor]
 
