@@ -24,7 +24,8 @@ import ticketbench
 
 PACKAGE = Path(ticketbench.__file__).parent
 LAYERS = [
-    {"errors", "logs", "yaml_files", "typed_mapping", "config", "overrides", "seeding", "seeds", "faults", "interrupt", "stats", "atomic", "device"},
+    {"errors", "logs", "yaml_files", "typed_mapping", "config", "overrides", "seeding", "seeds", "faults",
+     "interrupt", "stats", "atomic", "device"},
     {"data", "models", "pruning", "controls", "tasks", "references", "task_check", "catalog"},
     {"storage", "wandb_mode", "tracking"},
     {"scoring", "report", "compare", "path_figures", "testing", "interpolation", "summary", "listing"},

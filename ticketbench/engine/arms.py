@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -29,6 +30,7 @@ from ticketbench.pruning.masks import Masks, apply_masks, full_masks
 from ticketbench.pruning.schedule import next_masks
 from ticketbench.storage.directory import Protocol
 from ticketbench.storage.run_dir import RunDir
+from ticketbench.training.level import LevelResult
 
 
 class Network:
@@ -97,12 +99,51 @@ class Arm:
         """What to say when every level asked for is done."""
         return f"all {len(self.levels)} levels already finished"
 
+    @property
+    def noise(self) -> int:
+        """The seed of this arm's data order."""
+        return self.seed
+
+    def steps(self, level: int) -> int:
+        """The optimizer steps of ``level`` (from θ0 at level 0, from the rewind step after)."""
+        return self.network.protocol.max_steps - (self.network.rewind_step if level else 0)  # type: ignore[attr-defined]
+
+    def captures_rewind(self, level: int) -> bool:
+        """Whether ``level`` takes θ_k at the rewind step (level 0 of IMP)."""
+        return level == 0
+
     def prepare(self) -> None:
         raise NotImplementedError
+
+    def check(self) -> int | None:
+        """Check the records already written (each against the schema); the first diverged level
+        (the arm trains no further), if any."""
+        self.run.records()
+        return self.run.diverged_level()
+
+    def done(self, level: int) -> bool:
+        return self.run.has_level(level)
 
     def start(self, level: int, data: object) -> Start:
         """The start of ``level`` (``data``: the runner's training data of this arm's seed)."""
         raise NotImplementedError
+
+    def begin(self, level: int, start: Start) -> None:
+        """Before ``level`` trains: its mask is written."""
+        self.run.save_masks(level, start.masks)
+
+    def keep(self, level: int, start: Start, result: LevelResult, record: dict[str, Any], levels: int) -> bool:
+        """Write what the trained ``level`` leaves: θ_k (level 0), the next mask, its record (last:
+        it marks the level done); ``levels``: how many the protocol asks. Whether θ_k was written."""
+        if level == 0:
+            self.run.save_rewind(result.rewind_state, result.rewind_optimizer_state)
+        if not result.diverged:  # a diverged arm stops: nothing to prune from non-finite weights
+            self.finish(level, start)
+        first = self.levels[0]
+        self.run.ask_levels(levels, self.levels if self.levels != list(range(first, levels)) else None)
+        self.run.save_record(record)
+        self.run.progress_path(level).unlink(missing_ok=True)
+        return level == 0
 
     def finish(self, level: int, start: Start) -> None:
         """After ``level`` trained without diverging (``start.model`` holds its final weights)."""

@@ -37,20 +37,23 @@ from ticketbench.data import BatchStream, load_arrays, task_split
 from ticketbench.data.tensors import DeviceSplit, ReplicaData
 from ticketbench.device import default_device, use_tf32
 from ticketbench.engine.arms import Start
-from ticketbench.engine.suite_runner import suite_arm
+from ticketbench.engine.copy_arm import Copy, CopyArm, CopyRunner, cached
+from ticketbench.engine.loop import run_arms
+from ticketbench.engine.observers import Terminal
+from ticketbench.engine.suite_runner import TaskNetwork, suite_arm
 from ticketbench.errors import ConfigError, RunError
 from ticketbench.interpolation import Batches, PathErrors, has_batchnorm, path_errors
 from ticketbench.models import build_model
 from ticketbench.pruning.masks import remaining_percent
 from ticketbench.pruning.schedule import pruned_tensors
-from ticketbench.seeding import derive_seed, generator
+from ticketbench.seeding import generator
 from ticketbench.storage.analysis_dir import StabilityDir, point_name
 from ticketbench.storage.provenance import on_cpu, state_digest
 from ticketbench.storage.run_dir import RunDir
-from ticketbench.storage.schema import ANALYSIS_ARMS, STABLE_BELOW, finite_or_none
+from ticketbench.storage.schema import ANALYSIS_ARMS, STABLE_BELOW
 from ticketbench.tracking import open_tracker
 from ticketbench.training.arithmetic import record_fields, wants_channels_last
-from ticketbench.training.level import LevelPlan, fit_level, train_level
+from ticketbench.training.level import LevelPlan, fit_level
 from ticketbench.training.module import Chunks
 from ticketbench.training.replicas import Replicas
 from ticketbench.wandb_mode import WandbOptions
@@ -93,30 +96,6 @@ def plan_points(task: TaskConfig, levels: list[int], controls: list[str],
         raise ConfigError(f"--at-levels: level {bad[0]} is outside [0, levels = {task.levels})")
     points = [Point(0, "none", k) for k in steps] if 0 in levels else []
     return points + [Point(lvl, c, task.rewind_step) for lvl in sorted(set(levels) - {0}) for c in controls]
-
-
-@dataclass
-class Copy:
-    """A trained copy: its final parameters and buffers, and what its level measured."""
-
-    state: dict[str, torch.Tensor]
-    test_acc_final: float | None
-    steps: int
-    seconds: float
-    diverged: bool
-    start: str  # digest of the θ_k it was trained from
-
-
-def _cached(path: Path) -> dict[str, Any] | None:
-    """The contents of a cache file in ``copies/``; None when there is none or it does not load
-    (it is then removed and trained again)."""
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, weights_only=True)
-    except Exception:  # noqa: BLE001 - any damage means: train it again
-        path.unlink()
-        return None
 
 
 def _sets(split: DeviceSplit, chunk: int = 10_000) -> dict[str, Batches]:
@@ -182,14 +161,28 @@ class Analysis:
         return [by_name[p.name] for p in points]
 
     def _analyse_all(self, todo: list[Point], arrays: dict, bn: str) -> None:
+        """The start θ_k of every point, its two copies trained through the level loop, then the
+        path between them."""
         use_tf32(self.task.precision)  # the path is evaluated in float32 (no autocast), TF32 per this policy
         task = self.task
         split = task_split(arrays, task, self.seed, default_device())
+        starts, origins, seconds = {}, {}, {}
+        for point in todo:
+            began = time.perf_counter()
+            starts[point.name] = self._start(point, split)
+            origins[point.name] = state_digest(on_cpu(starts[point.name].model.state_dict()))
+            seconds[point.name] = time.perf_counter() - began
+        network = TaskNetwork(task)
+        copies = {p.name: [CopyArm(network, self.run, self.seed, p.name, p.level, c, starts[p.name], origins[p.name],
+                                   self.same_noise) for c in (0, 1)] for p in todo}
+        runner = CopyRunner(task, progress=self.progress, splits={self.seed: split})
+        run_arms(runner, [arm for pair in copies.values() for arm in pair], lambda arms: [Terminal.for_arms(arms)])
         tracker = open_tracker(self.run, task, self.seed, self.wandb)
         failed = True
         try:
             for point in todo:
-                rec = self._analyse(point, split, bn)
+                rec = self._path(point, starts[point.name], [arm.trained() for arm in copies[point.name]], split, bn,
+                                 seconds[point.name])
                 write_json(self.run.point_path(point.name), rec)
                 log.info(point_line(rec))
                 if tracker:
@@ -201,7 +194,7 @@ class Analysis:
 
     def _start(self, point: Point, split: DeviceSplit) -> Start:
         """The masked θ_k both copies start from; the dense network trained to k > 0 is cached in
-        ``copies/``, so that a resumed analysis starts its second copy from the first one's θ_k."""
+        ``copies/``, so that a resumed analysis starts its copies from the same θ_k."""
         task = self.task
         if point.level > 0:
             return suite_arm(task, self.seed, point.control, self.out, ticket_alongside=True).start(point.level, split)
@@ -209,7 +202,7 @@ class Analysis:
         if point.k == 0:
             return start
         path = self.run.start_path(point.name)
-        reached = _cached(path)
+        reached = cached(path)
         if reached is None:
             reached = self._train_to_k(point, start, split)
             atomic_write(path, lambda f: torch.save(reached, f))
@@ -223,46 +216,20 @@ class Analysis:
         task = self.task
         to_k = dataclasses.replace(task, max_steps=point.k, rewind_step=point.k, eval_every=point.k)
         stream = BatchStream(len(split.y_train), task.batch_size, self.seed, augment=split.augments)
+        label = f"[{point.name}] to k" if self.progress else None
         fitted = fit_level(LevelPlan(to_k, Replicas([start.model.to(split.device)]), [start.masks],
-                                     ReplicaData([split]), [stream], capture_rewind=True,
-                                     progress=self._label(point, "to k")))
+                                     ReplicaData([split]), [stream], capture_rewind=True, progress=label))
         reached = fitted.callback.points[0]
         if reached.rewind_state is None:
             raise RunError(f"{point.name}: the dense network diverged before step k = {point.k}; "
                            "there is no θ_k to analyse (a lower learning rate, or another k)")
         return {"state": on_cpu(reached.rewind_state), "optimizer_state": on_cpu(reached.rewind_optimizer_state)}
 
-    def _label(self, point: Point, what: str) -> str | None:
-        return f"[{point.name}] {what}" if self.progress else None
-
-    def _copy(self, point: Point, start: Start, origin: str, index: int, split: DeviceSplit) -> Copy:
-        """Copy ``index`` trained from ``start`` (loaded from disk when a killed run finished it
-        from the same θ_k, whose digest is ``origin``)."""
-        path = self.run.copy_path(point.name, index)
-        cached = _cached(path)
-        if cached is not None and cached.get("start") == origin:
-            return Copy(**cached)
-        task = self.task
-        noise = derive_seed(self.seed, "instability-copy", 0 if self.same_noise else index)
-        model = Replicas([copy.deepcopy(start.model).to(split.device)])
-        stream = BatchStream(len(split.y_train), task.batch_size, noise, augment=split.augments)
-        result, = train_level(LevelPlan(task, model, [start.masks], ReplicaData([split]), [stream],
-                                        start_step=start.step, level=point.level,
-                                        optimizer_states=None if start.optimizer_state is None
-                                        else [start.optimizer_state],
-                                        progress=self._label(point, f"copy {index}")))
-        trained = Copy(on_cpu(model.state(0)), finite_or_none(result.test_acc_final), result.steps, result.seconds,
-                       result.diverged, origin)
-        atomic_write(path, lambda f: torch.save(vars(trained), f))
-        return trained
-
-    def _analyse(self, point: Point, split: DeviceSplit, bn: str) -> dict[str, Any]:
+    def _path(self, point: Point, start: Start, copies: list[Copy], split: DeviceSplit, bn: str,
+              to_k: float) -> dict[str, Any]:
+        """The record of ``point``: the error along the path between its two trained copies."""
         began = time.perf_counter()
-        start = self._start(point, split)
-        to_k = time.perf_counter() - began
-        origin = state_digest(on_cpu(start.model.state_dict()))
-        a, b = (self._copy(point, start, origin, c, split) for c in (0, 1))
-        began = time.perf_counter()
+        a, b = copies
         model = copy.deepcopy(start.model).to(split.device)
         masks = _to(start.masks, split.device)
         errors = path_errors(model, _to(a.state, split.device), _to(b.state, split.device), _sets(split),

@@ -77,7 +77,7 @@ def run_levels(runner: Runner, arms: list[Arm], observers: Sequence[Observer]) -
             begun = runner.begin(level, group, starts)
             for arm, start in zip(group, starts, strict=True):
                 if runner.writes:
-                    arm.run.save_masks(level, start.masks)
+                    arm.begin(level, start)
             results = runner.fit(level, group, starts, begun)
             records = [_record(runner, observers, arm, level, start, result, len(group))
                        for arm, start, result in zip(group, starts, results, strict=True)]
@@ -90,22 +90,11 @@ def run_levels(runner: Runner, arms: list[Arm], observers: Sequence[Observer]) -
 
 def _record(runner: Runner, observers: Sequence[Observer], arm: Arm, level: int, start: Start,
             result: LevelResult, together: int) -> dict[str, Any]:
-    """Write what a trained level leaves: θ_k (level 0), the next mask, its record (last: it marks
-    the level done)."""
+    """The record of a trained level; the process that writes keeps what the level leaves."""
     record = level_record(runner.protocol, arm.seed, arm.name, level, start.about, start.masks, result, together)
-    if not runner.writes:
-        return record
-    if level == 0:
-        arm.run.save_rewind(result.rewind_state, result.rewind_optimizer_state)
+    if runner.writes and arm.keep(level, start, result, record, runner.protocol.levels):
         for observer in observers:
             observer.rewind_point(arm)
-    if not result.diverged:  # a diverged arm stops: nothing to prune from non-finite weights
-        arm.finish(level, start)
-    first = arm.levels[0]
-    arm.run.ask_levels(runner.protocol.levels,
-                       arm.levels if arm.levels != list(range(first, runner.protocol.levels)) else None)
-    arm.run.save_record(record)
-    arm.run.progress_path(level).unlink(missing_ok=True)
     return record
 
 
@@ -128,9 +117,8 @@ def run_arms(runner: Runner, arms: list[Arm], observers: Callable[[list[Arm]], l
                 arm.prepare()  # meta.json written for a new run, checked (and every record with it) for an old one
             else:
                 runner.follow(arm)
-            arm.run.records()
-            stopped = arm.run.diverged_level()
-            arm.todo = [] if stopped is not None else [lvl for lvl in arm.todo if not arm.run.has_level(lvl)]
+            stopped = arm.check()
+            arm.todo = [] if stopped is not None else [lvl for lvl in arm.todo if not arm.done(lvl)]
             if not arm.todo and runner.writes:
                 log.info(f"{arm.run.path}: {arm.finished if stopped is None else f'diverged at level {stopped}'}")
         training = [arm for arm in arms if arm.todo]
@@ -145,7 +133,7 @@ def run_arms(runner: Runner, arms: list[Arm], observers: Callable[[list[Arm]], l
             finally:
                 for observer in watching:
                     observer.close(failed)
-    diverged = [(arm.run, level) for arm in arms if (level := arm.run.diverged_level()) is not None]
+    diverged = [(arm.run, level) for arm in arms if (level := arm.check()) is not None]
     if diverged:
         run, level = diverged[0]
         others = f" (and {len(diverged) - 1} more arm(s))" if len(diverged) > 1 else ""

@@ -32,8 +32,7 @@ class Terminal(Observer):
 
     @classmethod
     def for_arms(cls, arms: Sequence[Arm]) -> Terminal:
-        steps = sum(arm.network.protocol.max_steps - (arm.network.rewind_step if level else 0)  # type: ignore[attr-defined]
-                    for arm in arms for level in arm.todo)
+        steps = sum(arm.steps(level) for arm in arms for level in arm.todo)
         return cls(Eta(steps))
 
     def levels_done(self, arms: Sequence[Arm], records: Sequence[dict[str, Any]],

@@ -83,13 +83,16 @@ class SuiteRunner:
 
     def load(self, arms: Sequence[Arm]) -> None:
         task = self.task
-        if len(arms) > 1:
+        if any(len(group) > 1 for group in self.groups(arms)):
             check_batchable(build_model(task.model, 0), task.model)
-        arrays = load_arrays(task.dataset, self.data_dir)
-        for seed in dict.fromkeys(arm.seed for arm in arms):
+        seeds = [seed for seed in dict.fromkeys(arm.seed for arm in arms) if seed not in self.splits]
+        arrays = load_arrays(task.dataset, self.data_dir) if seeds else {}
+        for seed in seeds:
             self.splits[seed] = task_split(arrays, task, seed, default_device())
-            self.streams[seed] = BatchStream(len(self.splits[seed].y_train), task.batch_size, seed,
-                                             augment=self.splits[seed].augments)
+        for arm in arms:
+            split = self.splits[arm.seed]
+            self.streams[arm.noise] = BatchStream(len(split.y_train), task.batch_size, arm.noise,
+                                                  augment=split.augments)
 
     def groups(self, arms: Sequence[Arm]) -> list[list[Arm]]:
         return [list(arms)]
@@ -109,7 +112,7 @@ class SuiteRunner:
         states = [start.optimizer_state for start in starts]
         plan = LevelPlan(
             task, model, masks, ReplicaData([self.splits[arm.seed] for arm in arms]),
-            [self.streams[arm.seed] for arm in arms], starts[0].step, level == 0,
+            [self.streams[arm.noise] for arm in arms], starts[0].step, first.captures_rewind(level),
             None if states[0] is None else states, level,
             f"[{who}] level {level}/{task.levels - 1}" if self.progress else None,
             self.tracking.logger(arms) if self.tracking else None, begun,

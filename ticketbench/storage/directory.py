@@ -25,6 +25,7 @@ from ticketbench.storage.provenance import code_version
 from ticketbench.storage.schema import Meta, check
 
 LOCK_ATTEMPTS = 5
+_HELD: set[Path] = set()  # the directories this process holds
 D = TypeVar("D", bound="Directory")
 
 
@@ -60,8 +61,13 @@ class Directory:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold this directory while a run writes it; a second run on it gets an error naming the
-        holder. The lock (``flock``) dies with its process, so a killed run leaves none behind."""
+        holder. The lock (``flock``) dies with its process, so a killed run leaves none behind. The
+        process holding it may take it again (arms that write one directory, as an analysis's copies)."""
         self.path.mkdir(parents=True, exist_ok=True)
+        key = self.path.resolve()
+        if key in _HELD:
+            yield
+            return
         with open(self.path / ".lock", "a+") as handle:
             for attempt in range(LOCK_ATTEMPTS):  # a status reader (lock_holder) holds it for an instant
                 try:
@@ -80,9 +86,11 @@ class Directory:
             handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')} "
                          f"({' '.join(['ticketbench', *sys.argv[1:]])})\n")
             handle.flush()
+            _HELD.add(key)
             try:
                 yield
             finally:
+                _HELD.discard(key)
                 handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
