@@ -18,11 +18,14 @@ from typing import Any
 import torch
 
 from ticketbench.atomic import atomic_write
+from ticketbench.controls import TICKET
 from ticketbench.engine.arms import Arm, Network, Start
 from ticketbench.engine.suite_runner import SuiteRunner
+from ticketbench.errors import RunError
 from ticketbench.seeding import derive_seed
 from ticketbench.storage.analysis_dir import StabilityDir
 from ticketbench.storage.provenance import on_cpu
+from ticketbench.storage.run_dir import RunDir
 from ticketbench.storage.schema import finite_or_none
 from ticketbench.training.level import LevelResult
 
@@ -60,6 +63,7 @@ class CopyArm(Arm):
         self.network, self.seed, self.name, self.out = network, seed, f"{name}-copy{index}", run.path.parent.parent
         self.levels, self.todo = [level], [level]
         self.run = run  # type: ignore[assignment]  # an analysis directory, not one of levels
+        self.imp = RunDir.for_arm(self.out, network.protocol, seed, TICKET.arm)
         self.path = run.copy_path(name, index)
         self.point_start, self.origin = start, origin
         self._noise = derive_seed(seed, "instability-copy", 0 if same_noise else index)
@@ -103,8 +107,10 @@ class CopyArm(Arm):
         return False
 
     def trained(self) -> Copy:
+        """The copy this arm trained (or found trained)."""
         found = cached(self.path)
-        assert found is not None, self.path
+        if found is None:
+            raise RunError(f"{self.path} is missing or unreadable; run the same command to train the copy again")
         return Copy(**found)
 
 
