@@ -42,7 +42,9 @@ def _settings_kept() -> Iterator[None]:
             yield
     finally:
         lightning.setLevel(level)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) != \
+                (deterministic, warn_only):  # only when changed: the call imports torch's compiler (seconds)
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.benchmark = benchmark
 
 
