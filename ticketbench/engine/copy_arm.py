@@ -67,6 +67,7 @@ class CopyArm(Arm):
         self.path = run.copy_path(name, index)
         self.point_start, self.origin = start, origin
         self._noise = derive_seed(seed, "instability-copy", 0 if same_noise else index)
+        self.copy: Copy | None = None  # the copy, once found or trained (read from disk once)
 
     @property
     def noise(self) -> int:
@@ -91,7 +92,9 @@ class CopyArm(Arm):
 
     def done(self, level: int) -> bool:
         found = cached(self.path)
-        return found is not None and found.get("start") == self.origin
+        if found is not None and found.get("start") == self.origin:
+            self.copy = Copy(**found)
+        return self.copy is not None
 
     def start(self, level: int, data: object) -> Start:
         begin = self.point_start
@@ -104,14 +107,14 @@ class CopyArm(Arm):
         trained = Copy(on_cpu(start.model.state_dict()), finite_or_none(result.test_acc_final), result.steps,
                        result.seconds, result.diverged, self.origin)
         atomic_write(self.path, lambda f: torch.save(vars(trained), f))
+        self.copy = trained
         return False
 
     def trained(self) -> Copy:
         """The copy this arm trained (or found trained)."""
-        found = cached(self.path)
-        if found is None:
-            raise RunError(f"{self.path} is missing or unreadable; run the same command to train the copy again")
-        return Copy(**found)
+        if self.copy is None:
+            raise RunError(f"{self.path} was not trained; run the same command to train the copy again")
+        return self.copy
 
 
 @dataclass
