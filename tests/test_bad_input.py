@@ -210,6 +210,8 @@ EDITS = {
     "an accuracy in percent": (lambda run: _edit_record(run, test_acc_final=93.0), "less than or equal to 1"),
     "a record missing a key": (lambda run: _level(run, 1).write_text(json.dumps(
         {k: v for k, v in json.loads(_level(run, 1).read_text()).items() if k != "diverged"})), "field 'diverged'"),
+    "a validation curve with a step missing": (lambda run: _edit_record(run, validation={
+        "step": [10], "loss": [0.5, 0.4], "acc": [0.8, 0.9]}), "one value per validation"),
     "a record under another level's name": (lambda run: _level(run, 0).rename(_level(run, 3)),
                                             "level_03.json: the record is of level 0"),
     "a record of another seed": (lambda run: _edit_record(run, seed=7), "the record is of seed 7, but meta.json"),

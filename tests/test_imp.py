@@ -141,3 +141,14 @@ def test_run_metadata_and_record_schema(tiny_task, fake_data_dir, tmp_path) -> N
     assert record["layer_remaining_percent"] == {"fc1.weight": 80.0, "fc2.weight": 80.0, "fc3.weight": 90.0}
     assert record["early_stop_step"] % tiny_task.eval_every == 0
     assert 0.0 <= record["test_acc_at_early_stop"] <= 1.0
+
+
+def test_a_record_keeps_the_validation_curve_the_early_stop_was_read_from(tiny_task, fake_data_dir, tmp_path) -> None:
+    for record in _run(tiny_task, tmp_path, fake_data_dir).records():
+        curve = record["validation"]
+        assert curve["step"] == [10, 20, 30, 40]
+        best = min(range(len(curve["step"])), key=lambda i: (curve["loss"][i], i))  # the earliest lowest loss
+        assert curve["step"][best] == record["early_stop_step"]
+        assert (curve["loss"][best], curve["acc"][best]) == \
+            (record["val_loss_at_early_stop"], record["val_acc_at_early_stop"])
+        assert all(0.0 <= a <= 1.0 for a in curve["acc"])

@@ -95,6 +95,25 @@ def test_a_convolutional_level_resumes_channels_last(fake_cifar_dir: Path, tmp_p
     assert resumed.records()[1]["resumed_from_steps"] == [10]
 
 
+def test_a_checkpoint_without_the_validation_curve_resumes_to_a_record_without_it(
+        fake_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint written before level records kept the validation curve still resumes; the
+    record then leaves out the curve it only partly knows."""
+    argv = ["run", "lenet300-mnist", *TINY, *LEVELS]
+    assert _run(tmp_path / "whole", fake_data_dir, *argv, monkeypatch=monkeypatch) == 0
+    out = tmp_path / "stopped"
+    assert _run(out, fake_data_dir, *argv, *EVERY, fault="level 1 step 30", monkeypatch=monkeypatch) != 0
+    (run,) = _runs(out)
+    saved = torch.load(run.progress_path(1), weights_only=True)
+    assert [v[0] for v in saved.pop("validations")] == [10, 20]
+    torch.save(saved, run.progress_path(1))
+    assert _run(out, fake_data_dir, *argv, monkeypatch=monkeypatch) == 0
+    (whole,) = _runs(tmp_path / "whole")
+    (records, _), (expected, _) = _comparable(run), _comparable(whole)
+    assert "validation" not in records[1] and "validation" in records[0] and "validation" in records[2]
+    assert records[1] == {k: v for k, v in expected[1].items() if k != "validation"}
+
+
 def test_a_damaged_checkpoint_is_refused_in_one_line_and_kept(fake_data_dir: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,8 +29,15 @@ def level_record(protocol: Protocol, seed: int, arm: str, level: int, start_abou
         "seconds": round(result.seconds, 2), "diverged": result.diverged,
         **result.arithmetic,
         **({"resumed_from_steps": result.resumed_from} if result.resumed_from else {}),
+        **({"validation": validation_curve(result.validations)} if result.validations is not None else {}),
         **result.about,
     } | start_about | ({"replicas": replicas} if replicas > 1 else {})
+
+
+def validation_curve(validations: list[tuple[int, float | None, float | None]]) -> dict[str, list]:
+    """A level's validations as columns: ``step``, ``loss``, ``acc`` (null where not finite)."""
+    steps, losses, accs = (list(column) for column in zip(*validations, strict=True)) if validations else ([], [], [])
+    return {"step": steps, "loss": losses, "acc": accs}
 
 
 def level_line(rec: dict) -> str:

@@ -4,6 +4,7 @@ one line naming the file and the field instead of being scored or trained on."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,6 +21,24 @@ Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0)]
 # A level of a user's module trains under any of Lightning's precisions (the suite's tasks: PRECISIONS).
 TRAINER_PRECISIONS = ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
+
+
+class ValidationCurve(BaseModel):
+    """A level's validations in order: the step of each, its loss and accuracy (None: not finite)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    step: list[Count]
+    loss: list[Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None]
+    acc: list[Fraction | None]
+
+    @model_validator(mode="after")
+    def _one_row_per_step(self) -> ValidationCurve:
+        if not len(self.loss) == len(self.acc) == len(self.step):
+            raise ValueError("step, loss and acc must have one value per validation")
+        if any(b <= a for a, b in itertools.pairwise(self.step)):
+            raise ValueError("the steps of the validations must increase")
+        return self
 
 
 class LevelRecord(BaseModel):
@@ -49,6 +68,7 @@ class LevelRecord(BaseModel):
     compile: Literal[(*COMPILE_MODES, "by-user")] = "off"  # type: ignore[valid-type]  # by-user: a compiled module
     tf32: bool = False
     channels_last: bool = False
+    validation: ValidationCurve | None = None  # absent: no validation split, or a curve not kept whole
 
 
 class Meta(BaseModel):

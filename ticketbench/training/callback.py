@@ -5,7 +5,7 @@ mask, rewind point and early-stop point per replica."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightning as L
 import torch
@@ -13,6 +13,7 @@ import torch
 from ticketbench.callback import LotteryTicket
 from ticketbench.faults import fault_point
 from ticketbench.pruning.masks import Masks
+from ticketbench.storage.schema import finite_or_none
 from ticketbench.training.replicas import Replicas, State
 
 PREFIX = "model.net."  # where the Classifier keeps the replicas' (stacked) tensors
@@ -30,6 +31,9 @@ class ReplicaPoints:
     best_state: State | None = None
     best_test_acc: float | None = None  # the test accuracy of the early-stop weights, once measured
     diverged: bool = False
+    # (step, loss, accuracy) of every validation of the level so far, non-finite values as None;
+    # None when a part of it is unknown (a level resumed from a checkpoint that did not keep it)
+    validations: list[tuple[int, float | None, float | None]] | None = field(default_factory=list)
 
 
 def _like_parameters(optimizer: torch.optim.Optimizer) -> None:
@@ -51,7 +55,8 @@ class ReplicaTickets(LotteryTicket):
     applied to the stacked tensors (replica k's mask is slice k). What differs is per replica:
     θ_k and the optimizer state at the rewind step are split into one state per replica; the
     early-stop point is each replica's lowest validation loss (the earliest on ties), read from
-    the module's per-replica ``val_loss`` / ``val_acc`` after each validation; a NaN or infinite
+    the module's per-replica ``val_loss`` / ``val_acc`` after each validation, which are kept
+    as the replica's validation curve; a NaN or infinite
     validation loss, or mean training loss of a block of steps, marks a replica as diverged, and
     training stops when all have. ``initial_optimizer_states`` (one per replica) are loaded before
     the first step of a level that resumes them. It keeps no Lightning checkpoint state: a level
@@ -97,6 +102,8 @@ class ReplicaTickets(LotteryTicket):
         for k, (point, loss, acc) in enumerate(zip(self.points, losses, accs, strict=True)):
             if point.diverged:
                 continue
+            if point.validations is not None:
+                point.validations.append((self.step, finite_or_none(loss), finite_or_none(acc)))
             if not math.isfinite(loss):
                 point.diverged = True
             elif loss < point.best_val_loss:

@@ -44,6 +44,8 @@ class LevelResult:
     rewind_optimizer_state: dict | None
     resumed_from: list[int]  # the steps from which a stopped level was resumed (none: trained in one go)
     channels_last: bool  # the layout it trained in (see ticketbench.training.arithmetic)
+    # (step, loss, accuracy) of each validation; None without a validation split or when not all are known
+    validations: list[tuple[int, float | None, float | None]] | None = None
     arithmetic: dict[str, Any] = field(default_factory=dict)  # what the record says of the arithmetic
     about: dict[str, Any] = field(default_factory=dict)  # further fields of the record (the runner's)
 
@@ -123,7 +125,8 @@ def _restored(ckpt: LevelCheckpoint, captured: bool, start: State) -> ReplicaPoi
     that start, which the checkpoint does not repeat)."""
     rewind = (ckpt.rewind_state or start) if captured else None
     return ReplicaPoints(rewind, ckpt.rewind_optimizer_state if captured else None, ckpt.best_step, ckpt.best_val_loss,
-                         ckpt.best_val_acc, None, ckpt.best_test_acc, ckpt.diverged)
+                         ckpt.best_val_acc, None, ckpt.best_test_acc, ckpt.diverged,
+                         None if ckpt.validations is None else [tuple(v) for v in ckpt.validations])
 
 
 def _test_early_stop(module: Classifier, points: list[ReplicaPoints]) -> None:
@@ -158,7 +161,8 @@ def _checkpoints(plan: LevelPlan, module: Classifier, callback: ReplicaTickets, 
     return [LevelCheckpoint(plan.level, plan.start_step, callback.step, before + time.perf_counter() - began,
                             state_digest(plan.masks[k]), parameters, model.state(k), optimizer[k], p.best_step,
                             p.best_val_loss, p.best_val_acc, p.best_test_acc, p.diverged,
-                            p.rewind_state if later else None, p.rewind_optimizer_state, resumed_from)
+                            p.rewind_state if later else None, p.rewind_optimizer_state, resumed_from,
+                            p.validations)
             for k, p in enumerate(callback.points)]
 
 
@@ -184,5 +188,5 @@ def train_level(plan: LevelPlan) -> list[LevelResult]:
         test_acc_final=test_final[k], train_acc_final=train_final[k], start_step=plan.start_step, steps=steps,
         seconds=seconds, diverged=p.diverged, rewind_state=p.rewind_state,
         rewind_optimizer_state=p.rewind_optimizer_state, resumed_from=resumed_from, channels_last=module.channels_last,
-        arithmetic=arithmetic,
+        arithmetic=arithmetic, validations=p.validations if module.data.y_val.shape[1] else None,
     ) for k, p in enumerate(callback.points)]

@@ -5,7 +5,8 @@ One file per replica, ``<run>/progress/level_NN.pt``, written atomically and rem
 level's record is written. It holds what the rest of the level depends on and nothing else: the
 step reached, the weights and buffers, the optimizer state, the early-stop point so far (its
 step, validation loss and accuracy, and the test accuracy of its weights, measured when the
-checkpoint is written, so that the weights themselves need not be kept), the divergence flag,
+checkpoint is written, so that the weights themselves need not be kept), the validation curve so
+far, the divergence flag,
 θ_k when the level captured it after its start, and the seconds spent. Of a pruned tensor it
 keeps the kept entries only, and of its optimizer state too: a pruned weight is 0 after every
 step whatever its momentum or moments, which act on nothing else (the optimizers are
@@ -59,6 +60,7 @@ class LevelCheckpoint:
     rewind_state: State | None = None
     rewind_optimizer_state: dict | None = None
     resumed_from: list[int] = field(default_factory=list)  # steps at which earlier segments ended
+    validations: list[tuple[int, float | None, float | None]] | None = None  # the curve so far (None: not kept)
 
     def save(self, path: Path, masks: Masks) -> None:
         """Write it to ``path``, the tensors pruned by ``masks`` reduced to their kept entries."""
