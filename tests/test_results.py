@@ -18,8 +18,9 @@ from ticketbench.storage.schema import ANALYSIS_ARMS
 from ticketbench.training.level_checkpoint import LevelCheckpoint
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-# results/<task>/<run>, and results/<variant>/<task>/<run> for a variant of a task's configuration
-ALL = sorted(p.parent for p in [*RESULTS.glob("*/*/meta.json"), *RESULTS.glob("*/*/*/meta.json")]
+# results/<task>/<run>, results/<variant>/<task>/<run> for a variant of a task's configuration, and
+# results/<study>/<variant>/<task>/<run> for a study of several variants
+ALL = sorted(p.parent for depth in (2, 3, 4) for p in RESULTS.glob("*/" * depth + "meta.json")
              if "sweeps" not in p.parts and "in-progress" not in p.parts)
 ANALYSES = [p for p in ALL if json.loads((p / "meta.json").read_text())["arm"] in ANALYSIS_ARMS]
 RUNS = [p for p in ALL if p not in ANALYSES]
@@ -55,9 +56,11 @@ def test_records_match_their_masks(path: Path) -> None:
 
 @pytest.mark.parametrize("task_dir", TASKS, ids=lambda p: p.name)
 def test_results_readme_table_is_generated_from_the_records(task_dir: Path) -> None:
-    """The README's table of the IMP arm and its controls (pruning methods are in COMPARE.md)."""
+    """The README's table of the IMP arm and its controls (pruning methods are in COMPARE.md): the
+    README of the task's folder, or of the nearest folder above it that has one."""
     runs = sorted(p for p in task_dir.iterdir() if (p / "meta.json").is_file() and RunDir(p).meta()["arm"] in ARMS)
-    assert level_table(runs) in (task_dir / "README.md").read_text()
+    readme = next(d / "README.md" for d in (task_dir, *task_dir.parents) if (d / "README.md").is_file())
+    assert level_table(runs) in readme.read_text()
 
 
 @pytest.mark.parametrize("task_dir", [t for t in TASKS if (t / "COMPARE.md").is_file()], ids=lambda p: p.name)
