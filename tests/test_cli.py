@@ -132,6 +132,7 @@ def test_list_shows_every_task_with_its_protocol_and_time_per_level() -> None:
         "resnet20-cifar10", "resnet20-cifar10-rewind0"]
     assert "lenet300 on mnist; adam lr 0.0012, batch 60, 50,000 steps; 17 levels" in result.stdout
     assert "time per level: CPU 5.3 min, GPU not measured" in result.stdout
+    assert "time per level: CPU ~6.1 h (bf16-mixed: ~1.7 h with AMX-BF16), GPU not measured" in result.stdout
     assert ticketbench("tasks").stdout == result.stdout
 
 

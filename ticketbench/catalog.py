@@ -15,6 +15,11 @@ CPU_STEP_SECONDS: dict[str, tuple[float, float]] = {  # (a training step, a vali
     "resnet20-cifar10": (0.573, 13.3), "resnet20-cifar10-rewind0": (0.573, 13.3),
     # the same network and data as lenet300-mnist (50K steps a level, validations included)
     "lenet300-mnist-lmc": (CPU_LEVEL_SECONDS["lenet300-mnist"] / 50_000, 0.0)}
+# bf16-mixed autocast, channels-last, on an Intel Xeon with AVX-512 bf16 and AMX-BF16 instructions
+# (results/cpu-step-time, one thread); a CPU without bf16 instructions runs it slower than float32.
+CPU_BF16_STEP_SECONDS: dict[str, tuple[float, float]] = {
+    "conv2-cifar10": (0.084, 3.4), "conv4-cifar10": (0.102, 5.3), "conv6-cifar10": (0.134, 6.5),
+    "resnet20-cifar10": (0.259, 6.4), "resnet20-cifar10-rewind0": (0.259, 6.4)}
 GPU_LEVEL_SECONDS: dict[str, float] = {}
 GPU_STEP_SECONDS: dict[str, tuple[float, float]] = {}
 

@@ -23,6 +23,7 @@ class NoOptions:
 @command("list", NoOptions, aliases=("tasks",), help="the benchmark tasks: protocol and time per level")
 def list_tasks(options: NoOptions) -> None:
     from ticketbench.catalog import (
+        CPU_BF16_STEP_SECONDS,
         CPU_LEVEL_SECONDS,
         CPU_STEP_SECONDS,
         GPU_LEVEL_SECONDS,
@@ -33,10 +34,13 @@ def list_tasks(options: NoOptions) -> None:
 
     for name in task_names():
         task = load_task(name)
+        bf16 = f" (bf16-mixed: {level_time(task, {}, CPU_BF16_STEP_SECONDS)} with AMX-BF16)" \
+            if name in CPU_BF16_STEP_SECONDS else ""
         print(f"{name}\n    {protocol_summary(task)}\n    time per level: "
-              f"CPU {level_time(task, CPU_LEVEL_SECONDS, CPU_STEP_SECONDS)}, "
+              f"CPU {level_time(task, CPU_LEVEL_SECONDS, CPU_STEP_SECONDS)}{bf16}, "
               f"GPU {level_time(task, GPU_LEVEL_SECONDS, GPU_STEP_SECONDS)}")
-    print("(CPU: 2-core x86 machine, 1 thread; ~ marks a projection from measured seconds per step)")
+    print("(CPU: 2-core x86 machine, 1 thread, float32 unless said; ~ marks a projection from measured seconds "
+          "per step)")
 
 
 @command("methods", NoOptions, help="the registered pruning methods (built in and installed plug-ins)")
