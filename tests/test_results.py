@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -83,3 +84,15 @@ def test_analysed_points_match_their_imp_masks_and_copies(path: Path) -> None:
         if rec["bn"] == "none":  # the endpoints are the trained copies themselves
             assert [1 - rec["test_error"][0], 1 - rec["test_error"][-1]] == pytest.approx(rec["copy_test_acc_final"],
                                                                                           abs=1e-6)
+
+
+FIDELITY = RESULTS / "conv2-cifar10-fidelity"
+
+
+def test_the_arithmetic_comparison_is_generated_from_the_records() -> None:
+    """Conv-2's dense level in float32 and bf16-mixed: the README's tables are what compare.py
+    makes of the committed records."""
+    spec = importlib.util.spec_from_file_location("fidelity_compare", FIDELITY / "compare.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    assert compare.report(FIDELITY) in (FIDELITY / "README.md").read_text()
