@@ -7,6 +7,7 @@ from typing import Any
 from ticketbench.pruning.masks import layer_remaining_percent, remaining_percent
 from ticketbench.storage.directory import Protocol
 from ticketbench.storage.schema import finite_or_none
+from ticketbench.training.callback import Validations
 from ticketbench.training.level import LevelResult
 
 
@@ -34,7 +35,7 @@ def level_record(protocol: Protocol, seed: int, arm: str, level: int, start_abou
     } | start_about | ({"replicas": replicas} if replicas > 1 else {})
 
 
-def validation_curve(validations: list[tuple[int, float | None, float | None]]) -> dict[str, list]:
+def validation_curve(validations: Validations) -> dict[str, list]:
     """A level's validations as columns: ``step``, ``loss``, ``acc`` (null where not finite)."""
     steps, losses, accs = (list(column) for column in zip(*validations, strict=True)) if validations else ([], [], [])
     return {"step": steps, "loss": losses, "acc": accs}

@@ -16,6 +16,7 @@ from ticketbench.pruning.masks import Masks
 from ticketbench.storage.schema import finite_or_none
 from ticketbench.training.replicas import Replicas, State
 
+Validations = list[tuple[int, float | None, float | None]]  # (step, loss, accuracy) of each validation
 PREFIX = "model.net."  # where the Classifier keeps the replicas' (stacked) tensors
 
 
@@ -33,7 +34,7 @@ class ReplicaPoints:
     diverged: bool = False
     # (step, loss, accuracy) of every validation of the level so far, non-finite values as None;
     # None when a part of it is unknown (a level resumed from a checkpoint that did not keep it)
-    validations: list[tuple[int, float | None, float | None]] | None = field(default_factory=list)
+    validations: Validations | None = field(default_factory=list)
 
 
 def _like_parameters(optimizer: torch.optim.Optimizer) -> None:

@@ -19,7 +19,7 @@ from ticketbench.device import default_device, use_tf32
 from ticketbench.pruning.masks import Masks
 from ticketbench.storage.provenance import state_digest
 from ticketbench.training.arithmetic import record_fields
-from ticketbench.training.callback import ReplicaPoints, ReplicaTickets
+from ticketbench.training.callback import ReplicaPoints, ReplicaTickets, Validations
 from ticketbench.training.level_checkpoint import Checkpointing, LevelCheckpoint, SaveLevel
 from ticketbench.training.module import Blocks, Classifier
 from ticketbench.training.progress import StepProgressBar
@@ -45,7 +45,7 @@ class LevelResult:
     resumed_from: list[int]  # the steps from which a stopped level was resumed (none: trained in one go)
     channels_last: bool  # the layout it trained in (see ticketbench.training.arithmetic)
     # (step, loss, accuracy) of each validation; None without a validation split or when not all are known
-    validations: list[tuple[int, float | None, float | None]] | None = None
+    validations: Validations | None = None
     arithmetic: dict[str, Any] = field(default_factory=dict)  # what the record says of the arithmetic
     about: dict[str, Any] = field(default_factory=dict)  # further fields of the record (the runner's)
 

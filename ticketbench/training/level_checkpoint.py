@@ -34,6 +34,7 @@ from ticketbench.atomic import atomic_write
 from ticketbench.errors import RunError
 from ticketbench.pruning.masks import Masks
 from ticketbench.storage.provenance import on_cpu, state_digest
+from ticketbench.training.callback import Validations
 from ticketbench.training.replicas import State
 
 FORMAT = 1
@@ -60,7 +61,7 @@ class LevelCheckpoint:
     rewind_state: State | None = None
     rewind_optimizer_state: dict | None = None
     resumed_from: list[int] = field(default_factory=list)  # steps at which earlier segments ended
-    validations: list[tuple[int, float | None, float | None]] | None = None  # the curve so far (None: not kept)
+    validations: Validations | None = None  # the curve so far (None: not kept)
 
     def save(self, path: Path, masks: Masks) -> None:
         """Write it to ``path``, the tensors pruned by ``masks`` reduced to their kept entries."""
