@@ -68,15 +68,18 @@ def seconds_per_step_and_validation(task_name: str, steps: int, arrays: dict, pr
 
 
 def cpu_name() -> str:
-    """The CPU's model name, and which bfloat16 instructions it has (Linux; else the architecture)."""
+    """The CPU's model name, its widest vector instructions and which bfloat16 instructions it has
+    (Linux; else the architecture)."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.machine()
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
                 platform.machine())
-    has = [label for flag, label in (("avx512_bf16", "AVX-512 bf16"), ("amx_bf16", "AMX-BF16")) if f" {flag}" in info]
-    return f"{name} ({'with ' + ' and '.join(has) if has else 'without AVX-512 bf16'} instructions)"
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    vector = "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
+    has = [label for flag, label in (("avx512_bf16", "AVX-512 bf16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
+    return f"{name} ({vector}; {'with ' + ' and '.join(has) if has else 'without bf16'} instructions)"
 
 
 def main(precision: str) -> None:
