@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ LAYERS = [
     {"errors", "logs", "yaml_files", "typed_mapping", "config", "overrides", "seeding", "seeds", "faults",
      "interrupt", "stats", "atomic", "device"},
     {"data", "models", "pruning", "controls", "tasks", "references", "task_check", "catalog"},
-    {"storage", "wandb_mode", "tracking"},
+    {"storage", "wandb_mode", "wandb_segments", "tracking"},
     {"scoring", "report", "compare", "path_figures", "testing", "interpolation", "summary", "listing"},
     {"training", "callback"},
     {"engine", "lottery"},
@@ -109,3 +111,21 @@ def test_the_checks_see_lazy_imports_upward_imports_and_cycles(graph: dict[str, 
         ["ticketbench.storage.run_dir -> ticketbench.training.level"]
     looped = {**graph, "ticketbench.device": {"ticketbench.atomic"}, "ticketbench.atomic": {"ticketbench.device"}}
     assert set(_cycle(looped)) == {"ticketbench.device", "ticketbench.atomic"}
+
+
+READ_RUNS = """
+import contextlib, io, sys
+from ticketbench.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    codes = [main([command, sys.argv[1]]) for command in ("runs", "score", "check")] + [main(["list"])]
+heavy = {m.split(".")[0] for m in sys.modules} & {"lightning", "pytorch_lightning", "wandb"}
+print(codes, sorted(heavy))
+"""
+
+
+def test_the_commands_that_read_runs_import_neither_lightning_nor_wandb() -> None:
+    """Listing, scoring and checking runs read JSON and masks: they start in seconds because they
+    import no trainer and no W&B (Lightning alone takes about 5 s to import on a loaded CPU)."""
+    runs = Path(__file__).parents[1] / "results" / "mnist1d-mlp"
+    done = subprocess.run([sys.executable, "-c", READ_RUNS, str(runs)], capture_output=True, text=True)
+    assert done.stdout.strip() == "[0, 0, 0, 0] []", done.stdout + done.stderr

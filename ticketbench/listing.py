@@ -1,5 +1,5 @@
 """The rows of ``ticketbench runs``: every run directory's task, arm, seed, levels, status and
-W&B segments (read here, so that the storage layer imports nothing of W&B)."""
+W&B segments."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from ticketbench.storage.analysis_dir import StabilityDir
 from ticketbench.storage.run_dir import RunDir, levels_asked
-from ticketbench.tracking import offline_runs, unsynced
+from ticketbench.wandb_segments import offline_runs, unsynced
 
 
 def run_status(meta: dict[str, Any], records: list[dict[str, Any]], checkpoint: int | None = None) -> str:

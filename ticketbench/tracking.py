@@ -42,6 +42,7 @@ from ticketbench.storage.analysis_dir import point_name
 from ticketbench.storage.directory import Directory, Protocol
 from ticketbench.storage.provenance import code_version
 from ticketbench.wandb_mode import WandbOptions
+from ticketbench.wandb_segments import unsynced
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,6 @@ LEVEL_COLUMNS = ("level", "weights_remaining_percent", "early_stop_step", "test_
 def x_axis(task: Protocol, level: int, step: int) -> int:
     """The chart position of absolute step ``step`` of ``level``."""
     return level * task.max_steps + step
-
-
-def offline_runs(run: Directory) -> list[Path]:
-    """The offline W&B segments written in a run directory, oldest first."""
-    return sorted((run.path / "wandb").glob("offline-run-*"))
-
-
-def unsynced(run: Directory) -> list[Path]:
-    return [p for p in offline_runs(run) if not any(p.glob("*.wandb.synced"))]
 
 
 def _run_id(run: Directory) -> str:
