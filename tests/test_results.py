@@ -12,7 +12,9 @@ import pytest
 from ticketbench.compare import markdown, points
 from ticketbench.controls import ARMS
 from ticketbench.pruning.masks import layer_remaining_percent, load_masks, remaining_percent
-from ticketbench.report import level_table
+from ticketbench.references import load_references
+from ticketbench.report import level_table, verdict_markdown
+from ticketbench.scoring import score, verdicts_json
 from ticketbench.storage.analysis_dir import StabilityDir
 from ticketbench.storage.discovery import load_run_set
 from ticketbench.storage.run_dir import RunDir
@@ -69,6 +71,16 @@ def test_results_readme_table_is_generated_from_the_records(task_dir: Path) -> N
 def test_method_comparison_is_generated_from_the_records(task_dir: Path) -> None:
     run_set = load_run_set([task_dir])
     assert markdown(run_set, points(run_set)) == (task_dir / "COMPARE.md").read_text()
+
+
+@pytest.mark.parametrize("task_dir", sorted(p.parent for p in RESULTS.rglob("VERDICTS.md")), ids=lambda p: p.name)
+def test_committed_verdicts_are_what_score_makes_of_the_records(task_dir: Path) -> None:
+    """VERDICTS.md and verdicts.json are ``ticketbench score <folder>`` of the committed runs, with
+    the references of today's code: a record or a claim changed without scoring again shows here."""
+    run_set = load_run_set([task_dir])
+    results = score(load_references(run_set.task), run_set)
+    assert verdicts_json(results, run_set) == json.loads((task_dir / "verdicts.json").read_text())
+    assert verdict_markdown(results, run_set) == (task_dir / "VERDICTS.md").read_text()
 
 
 @pytest.mark.parametrize("path", ANALYSES, ids=lambda p: f"{p.parent.name}/{p.name}")

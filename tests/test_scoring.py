@@ -236,6 +236,14 @@ def test_score_writes_verdicts_and_report_writes_figures(tmp_path) -> None:
         assert "<svg" in (tmp_path / "fig" / f"{stem}.svg").read_text()
 
 
+def test_report_draws_nothing_before_the_winning_tickets_finish_a_level(tmp_path: Path) -> None:
+    write_run(tmp_path, 0, "imp", [], levels=17)  # level 0 still training
+    drawn = ticketbench("report", str(tmp_path / "lenet300-mnist"), "--out", str(tmp_path / "fig"))
+    assert drawn.returncode == 0, drawn.stderr
+    assert "no figures: the winning tickets have no finished level" in drawn.stdout
+    assert not list((tmp_path / "fig").iterdir())
+
+
 def test_a_figure_names_the_seeds_of_each_arm(tmp_path: Path) -> None:
     for seed in (0, 1, 2):
         write_run(tmp_path, seed, "imp", [(0, 0.98, 3000), (1, 0.98, 2500)])

@@ -207,15 +207,16 @@ def _reference_points(results: list[ClaimResult], quantity: str, dense: float | 
 
 def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[Path]:
     """Test accuracy at early stop and early-stop step against % weights remaining (PNG and SVG);
-    for tasks without a validation split, test accuracy at the end of training."""
+    for tasks without a validation split, test accuracy at the end of training. None until the
+    winning tickets have a finished level."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     arms = [a for a in ARM_STYLE if any(a in s for s in run_set.seeds.values())]
-    if TICKET.arm not in arms:  # the figures are drawn against the winning tickets
-        return []
+    if TICKET.arm not in arms or not _curves(run_set, TICKET.arm, "test_acc_final")[0]:
+        return []  # drawn against the winning tickets' finished levels
     written = []
     early_stops = bool(_curves(run_set, TICKET.arm, "early_stop_step")[0])  # tasks without validation have none
     panels = [("test_acc_at_early_stop", "Test accuracy at early stop (%)", "accuracy"),

@@ -138,8 +138,11 @@ def report(options: ReportOptions) -> None:
     out = options.out or _beside(run_set, options.runs)
     _print_verdicts(results)
     out.mkdir(parents=True, exist_ok=True)
-    for path in figures(results, run_set, out) + path_figures(run_set, out):
+    written = figures(results, run_set, out) + path_figures(run_set, out)
+    for path in written:
         print(f"wrote {path}")
+    if not written:
+        print("no figures: the winning tickets have no finished level and there is no instability analysis")
 
 
 def _print_verdicts(results: list[ClaimResult]) -> None:
