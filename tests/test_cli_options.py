@@ -109,12 +109,14 @@ def test_runs_lists_task_arm_seed_levels_and_status(tmp_path: Path, fake_data_di
     meta = json.loads((run / "meta.json").read_text())
     (run / "meta.json").write_text(json.dumps({**meta, "levels": 3}))  # as if asked for 3 levels and stopped
     rows = ticketbench("runs", str(tmp_path)).stdout.splitlines()
-    assert rows[0].split() == ["task", "run", "arm", "seed", "levels", "P_m", "now", "status", "W&B"]
+    assert rows[0].split() == ["task", "run", "arm", "seed", "levels", "P_m", "reached", "status", "W&B"]
     assert rows[2].split() == ["lenet300-mnist", str(run), "imp", "0", "2/3", "80.0%", "incomplete", "-"]
     again = ticketbench("run", "lenet300-mnist", *TINY, "--levels", "3", "--out", str(tmp_path), "--wandb", "off",
                         data=fake_data_dir)
     assert "level  2" in again.stdout and "level  1" not in again.stdout, "resuming trains only the missing level"
     assert ticketbench("runs", str(tmp_path)).stdout.splitlines()[2].split()[4:7] == ["3/3", "64.1%", "complete"]
+    named_twice = ticketbench("runs", str(run), str(tmp_path)).stdout.splitlines()
+    assert len(named_twice) == 3, "a run named directly and found under a directory is listed once"
 
 
 def test_runs_of_an_empty_directory_exits_2(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def _checkpoint_step(run: RunDir, records: list[dict[str, Any]]) -> int | None:
 
 
 def run_row(run: RunDir | StabilityDir) -> dict[str, str]:
-    """One run directory as display strings for ``ticketbench runs``; for an instability analysis
+    """One run directory as display strings for ``ticketbench runs`` (P_m reached: of the last finished
+    level); for an instability analysis
     the points analysed of those asked, and the density of the last point record in file order
     (k, level, control)."""
     meta = run.meta()
@@ -53,5 +54,5 @@ def run_row(run: RunDir | StabilityDir) -> dict[str, str]:
     segments, pending = len(offline_runs(run)), len(unsynced(run))
     wandb = f"{segments} offline, {pending} to sync" if segments else "-"
     return {"task": meta["task"], "run": str(run.path), "arm": meta["arm"], "seed": str(meta["seed"]),
-            "levels": done, "P_m now": f"{last['weights_remaining_percent']:.1f}%" if last else "-",
+            "levels": done, "P_m reached": f"{last['weights_remaining_percent']:.1f}%" if last else "-",
             "status": status, "W&B": wandb}

@@ -78,7 +78,8 @@ def show(options: ShowOptions) -> None:
 class RunsOptions:
     """The options of ``runs``."""
 
-    root: Path = option(nargs="?", type=values.directory, default=Path("runs"), help="where to look (default: runs)")
+    roots: list[Path] = option(nargs="*", type=values.directory, default=[Path("runs")],
+                               help="run directories, or directories to look under (default: runs)")
 
 
 @command("runs", RunsOptions, help="run directories: task, arm, seed, levels done, status, W&B")
@@ -86,7 +87,7 @@ def runs(options: RunsOptions) -> None:
     from ticketbench.listing import run_row
     from ticketbench.report import text_table
 
-    rows = [run_row(r) for r in discover([options.root])]
+    rows = [run_row(r) for r in discover(options.roots)]
     print(text_table(rows, list(rows[0])), end="")
 
 
