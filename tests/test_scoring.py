@@ -11,7 +11,7 @@ from test_cli import ticketbench
 
 from ticketbench.errors import ConfigError
 from ticketbench.references import Metric, load_references, parse_references, reference_tasks
-from ticketbench.report import arm_label, claim_row, level_table, mean_table
+from ticketbench.report import _p_m_ticks, arm_label, claim_row, level_table, mean_table
 from ticketbench.scoring import Unmeasurable, nearest_level, score, stable_from
 from ticketbench.stats import FAIL, INCONCLUSIVE, NOT_RUN, PASS, Interval, t_quantile_975, verdict
 from ticketbench.storage.discovery import load_run_set
@@ -242,6 +242,24 @@ def test_report_draws_nothing_before_the_winning_tickets_finish_a_level(tmp_path
     assert drawn.returncode == 0, drawn.stderr
     assert "no figures: the winning tickets have no finished level" in drawn.stdout
     assert not list((tmp_path / "fig").iterdir())
+
+
+def test_a_figure_of_the_first_levels_spans_the_claims_still_ahead(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+
+    write_run(tmp_path, 0, "imp", [(0, 0.98, 3000)], levels=17)  # only the dense level is done
+    drawn: list = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    assert ticketbench("report", str(tmp_path / "lenet300-mnist"), "--out", str(tmp_path / "fig")).returncode == 0
+    accuracy, early_stop = (figure.axes[0] for figure in drawn)
+    # lenet300-mnist's claims on the tickets' accuracy and early stop read P_m down to 3.6%
+    assert accuracy.get_xlim()[1] < 3.6 and early_stop.get_xlim()[1] < 3.6
+    assert {"100", "13.5", "3.6"} <= {t.get_text() for t in accuracy.get_xticklabels()}
+
+
+def test_the_p_m_axis_is_ticked_at_the_claims() -> None:
+    assert _p_m_ticks([100, 26.4]) == [100, 51.3, 26.4, 13.5, 7.0, 3.6, 1.9, 1.0]  # 21.1 is too close to 26.4
+    assert _p_m_ticks([15.1]) == [100, 51.3, 21.1, 15.1, 7.0, 3.6, 1.9, 1.0]
 
 
 def test_a_figure_names_the_seeds_of_each_arm(tmp_path: Path) -> None:

@@ -205,6 +205,14 @@ def _reference_points(results: list[ClaimResult], quantity: str, dense: float | 
     return points
 
 
+def _p_m_ticks(claimed: list[float]) -> list[float]:
+    """Ticks of the P_m axis: the claims' P_m, and those of LeNet-300-100's levels in Frankle &
+    Carbin's figures that are not within a factor 1.3 of one (their labels would overlap)."""
+    marks = set(claimed)
+    return sorted(marks | {t for t in (100, 51.3, 21.1, 13.5, 7.0, 3.6, 1.9, 1.0)
+                           if all(max(t, m) / min(t, m) > 1.3 for m in marks)}, reverse=True)
+
+
 def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[Path]:
     """Test accuracy at early stop and early-stop step against % weights remaining (PNG and SVG);
     for tasks without a validation split, test accuracy at the end of training. None until the
@@ -239,8 +247,9 @@ def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[
             ax.scatter([p for p, _, _ in refs], [v for _, v, _ in refs], marker="*", s=90, color="black",
                        zorder=5, label="paper claim (relative ones placed on the measured dense)")
         ax.set_xscale("log")
-        ax.set_xlim(105, min(min(c[0] or [100]) for c in curves.values()) * 0.85)
-        ticks = [t for t in (100, 51.3, 21.1, 13.5, 7.0, 3.6, 1.9, 1.0) if t >= ax.get_xlim()[1]]
+        # the claims' P_m too: a run still on its first levels shows where the paper's values lie
+        ax.set_xlim(105, min([x for c in curves.values() for x in c[0]] + [p for p, _, _ in refs] + [100]) * 0.85)
+        ticks = [t for t in _p_m_ticks([p for p, _, _ in refs]) if t >= ax.get_xlim()[1]]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
         ax.set_xlabel("Percent of weights remaining (P_m)")
