@@ -1,5 +1,6 @@
 """The ``ticketbench`` command's entry point: the installed script, ``python -m ticketbench``, and
-the jobs a sweep starts. A stop signal is taken from the first instruction, so that Ctrl-C or a
+the jobs a sweep starts. A stop signal is taken from the first instruction here (before it only
+the interpreter's start-up and the package's light ``__init__`` run), so that Ctrl-C or a
 scheduler's SIGTERM while the modules still load ends in one line, not a traceback; once the
 command has ended, one that arrives while the interpreter exits changes nothing."""
 
