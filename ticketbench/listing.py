@@ -36,10 +36,9 @@ def _checkpoint_step(run: RunDir, records: list[dict[str, Any]]) -> int | None:
 
 
 def run_row(run: RunDir | StabilityDir) -> dict[str, str]:
-    """One run directory as display strings for ``ticketbench runs`` (P_m reached: of the last finished
-    level); for an instability analysis
-    the points analysed of those asked, and the density of the last point record in file order
-    (k, level, control)."""
+    """One run directory as display strings for ``ticketbench runs`` (P_m reached: of the last
+    finished level); for an instability analysis the points analysed of those asked, and the
+    density of the last point record in file order (k, level, control)."""
     meta = run.meta()
     if isinstance(run, StabilityDir):
         records = run.point_records()

@@ -247,9 +247,9 @@ def figures(results: list[ClaimResult], run_set: RunSet, out_dir: Path) -> list[
             ax.scatter([p for p, _, _ in refs], [v for _, v, _ in refs], marker="*", s=90, color="black",
                        zorder=5, label="paper claim (relative ones placed on the measured dense)")
         ax.set_xscale("log")
-        # the claims' P_m too: a run still on its first levels shows where the paper's values lie
-        ax.set_xlim(105, min([x for c in curves.values() for x in c[0]] + [p for p, _, _ in refs] + [100]) * 0.85)
-        ticks = [t for t in _p_m_ticks([p for p, _, _ in refs]) if t >= ax.get_xlim()[1]]
+        claimed = [p for p, _, _ in refs]  # spanned too: a run on its first levels shows where the claims lie
+        ax.set_xlim(105, min([x for c in curves.values() for x in c[0]] + claimed + [100]) * 0.85)
+        ticks = [t for t in _p_m_ticks(claimed) if t >= ax.get_xlim()[1]]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
         ax.set_xlabel("Percent of weights remaining (P_m)")
